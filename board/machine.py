@@ -1,0 +1,291 @@
+"""The machine: a Unicorn Cortex-A15, the physical bus from a board profile, and the run loop.
+
+No per-instruction hooks: RAM and flash are plain memory, only device registers are MMIO.
+The board delivers synchronous exceptions to the guest's own vectors, answers semihosting's
+SYS_EXIT as QEMU does with -semihosting, and passes hypercalls (`svc #0x0AB0AB`) to whoever
+registered a handler (the Python kernel). It knows nothing about FreeBSD.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from unicorn import (
+    UC_ARCH_ARM,
+    UC_ERR_FETCH_UNMAPPED,
+    UC_ERR_READ_UNMAPPED,
+    UC_ERR_WRITE_PROT,
+    UC_ERR_WRITE_UNMAPPED,
+    UC_HOOK_INSN_INVALID,
+    UC_HOOK_INTR,
+    UC_HOOK_MEM_FETCH_UNMAPPED,
+    UC_HOOK_MEM_READ_UNMAPPED,
+    UC_HOOK_MEM_WRITE_PROT,
+    UC_HOOK_MEM_WRITE_UNMAPPED,
+    UC_MODE_ARM,
+    UC_PROT_ALL,
+    UC_PROT_EXEC,
+    UC_PROT_READ,
+    Uc,
+    UcError,
+)
+from unicorn.arm_const import (
+    UC_ARM_REG_CPSR,
+    UC_ARM_REG_PC,
+    UC_ARM_REG_R0,
+    UC_ARM_REG_R1,
+    UC_ARM_REG_R7,
+    UC_CPU_ARM_CORTEX_A15,
+)
+
+from . import exceptions as exc
+from .devices.pl011 import PL011, Console
+from .memory import FileOverlay, PhysicalMemory, Region, _anonymous
+from .profile import BoardProfile
+from .uc_vmem import vmem_read
+
+HYPERCALL_IMM = 0x0AB0AB
+SEMIHOSTING_IMM = 0x123456
+SYS_EXIT = 0x18
+ADP_STOPPED_APPLICATION_EXIT = 0x20026
+EXCP_SWI, EXCP_PREFETCH_ABORT, EXCP_DATA_ABORT = 2, 3, 4   # QEMU's target/arm/cpu.h
+
+
+@dataclass
+class Stop:
+    """Why the run loop returned."""
+
+    kind: str                 # "exit", "hypercall", "timeout", "error"
+    code: int = 0             # semihosting exit status, or the hypercall number
+    detail: str = ""
+    value: object = None      # what a hypercall handler returned
+
+
+@dataclass
+class Fault:
+    """A synchronous exception the board delivered to the guest (kept for diagnosis)."""
+
+    vector: str
+    pc: int
+    address: int | None
+    fsr: int | None
+    physical: int | None = None
+    access: str = "read"
+
+
+# A hypercall handler returns None to let the guest continue, or a value to stop the run.
+HypercallHandler = Callable[["Machine", int], object]
+# Classifies a data/prefetch abort from the MMU's view: (va, access) -> FSR value.
+FaultClassifier = Callable[["Machine", int, str], int]
+
+
+@dataclass
+class _Pending:
+    error: BaseException | None = None
+    stop: Stop | None = None
+    unmapped: tuple[int, str] | None = None
+    faults: list[Fault] = field(default_factory=list)
+
+
+class Machine:
+    """One board instance. Build it, load memory through `phys`, then `run(entry)`."""
+
+    def __init__(self, profile: BoardProfile, ram_size: int, *, console: BinaryIO | None = None,
+                 overlays: tuple[FileOverlay, ...] = (),
+                 fault_classifier: FaultClassifier | None = None) -> None:
+        self.profile = profile
+        self.ram_size = ram_size
+        self.uc = Uc(UC_ARCH_ARM, UC_MODE_ARM)
+        self.uc.ctl_set_cpu_model(UC_CPU_ARM_CORTEX_A15)
+        self.cp15 = exc.CP15(self.uc)
+        self.phys = PhysicalMemory()
+        self.phys.add_ram(profile.ram_base, ram_size, overlays)
+        for f in profile.flash:
+            self.phys.add(Region(f.base, f.size, _anonymous(f.size), "flash", f.name, writable=False))
+        for region in self.phys.regions:
+            perms = UC_PROT_ALL if region.writable else UC_PROT_READ | UC_PROT_EXEC
+            self.uc.mem_map_ptr(region.base, region.size, perms, region.address())
+        self.console = Console(console)
+        self.devices: dict[str, PL011] = {}
+        for spec in profile.devices:
+            if spec.type != "pl011":
+                raise ValueError(f"board {profile.name}: device type {spec.type} is not built yet")
+            dev = PL011(spec.name, spec.base, spec.size, self.console)
+            self.devices[spec.name] = dev
+            self.uc.mmio_map(spec.base, spec.size, self._mmio_read, dev, self._mmio_write, dev)
+        self.hypercall_handler: HypercallHandler | None = None
+        self.fault_classifier = fault_classifier
+        self.faults: list[Fault] = []
+        self.wall_seconds = 0.0
+        self._pending = _Pending()
+        self.uc.hook_add(UC_HOOK_INTR, self._guarded(self._on_interrupt))
+        self.uc.hook_add(UC_HOOK_INSN_INVALID, self._guarded(self._on_invalid, True))
+        self.uc.hook_add(UC_HOOK_MEM_READ_UNMAPPED | UC_HOOK_MEM_WRITE_UNMAPPED
+                         | UC_HOOK_MEM_FETCH_UNMAPPED | UC_HOOK_MEM_WRITE_PROT,
+                         self._guarded(self._on_unmapped, False))
+
+    # ------------------------------------------------------------------ hooks
+    def _guarded(self, fn: Callable, failure: object = None) -> Callable:
+        """Keep a Python exception raised in a hook so run() re-raises it as itself."""
+        def hook(*args):
+            try:
+                return fn(*args)
+            except BaseException as e:  # noqa: BLE001 - re-raised by run()
+                self._pending.error = e
+                self.uc.emu_stop()
+                return failure
+        return hook
+
+    def _mmio_read(self, uc: Uc, offset: int, size: int, dev: PL011) -> int:
+        return dev.read(offset, size)
+
+    def _mmio_write(self, uc: Uc, offset: int, size: int, value: int, dev: PL011) -> None:
+        dev.write(offset, size, value)
+
+    def _stop(self, stop: Stop) -> None:
+        self._pending.stop = stop
+        self.uc.emu_stop()
+
+    def _on_interrupt(self, uc: Uc, intno: int, _user: object) -> None:
+        pc = uc.reg_read(UC_ARM_REG_PC)
+        if intno == EXCP_SWI:
+            self._on_svc(pc)
+        elif intno == EXCP_DATA_ABORT:
+            self._deliver_abort(pc, data=True)
+        elif intno == EXCP_PREFETCH_ABORT:
+            self._deliver_abort(pc, data=False)
+        else:
+            self._stop(Stop("error", intno, f"unhandled CPU exception {intno} at pc 0x{pc:08x}"))
+
+    def _on_svc(self, pc: int) -> None:
+        code = self.read_virtual(pc - 4, 4)
+        imm = struct.unpack("<I", code)[0] & 0xFFFFFF if code else None
+        if imm == SEMIHOSTING_IMM:
+            self._semihosting()
+        elif imm == HYPERCALL_IMM and self.hypercall_handler is not None:
+            nr = self.uc.reg_read(UC_ARM_REG_R7)
+            result = self.hypercall_handler(self, nr)
+            if result is not None:
+                self._stop(Stop("hypercall", nr, value=result))
+        else:
+            exc.enter(self.uc, self.cp15, exc.SVC, pc)
+
+    def _semihosting(self) -> None:
+        op = self.uc.reg_read(UC_ARM_REG_R0)
+        arg = self.uc.reg_read(UC_ARM_REG_R1)
+        if op == SYS_EXIT:
+            # As QEMU: ADP_Stopped_ApplicationExit exits 0, any other reason exits 1.
+            self._stop(Stop("exit", 0 if arg == ADP_STOPPED_APPLICATION_EXIT else 1,
+                            f"semihosting SYS_EXIT, reason 0x{arg:x}"))
+        else:
+            self._stop(Stop("error", op, f"semihosting call 0x{op:x} is not supported"))
+
+    def _classify(self, va: int, access: str) -> int:
+        if self.fault_classifier is None:
+            return 0x005  # translation fault (section): the most the board alone can say
+        return self.fault_classifier(self, va, access)
+
+    def _deliver_abort(self, pc: int, *, data: bool) -> None:
+        if data:
+            from .faultaddr import data_address
+
+            code = self.read_virtual(pc, 4) or b""
+            va, is_write = data_address(self.uc, code, pc)
+            access = "write" if is_write else "read"
+            va = va if va is not None else 0
+            fsr = self._classify(va, access) | (exc.FSR_WNR if is_write else 0)
+            self.faults.append(Fault("data abort", pc, va, fsr, access=access))
+            exc.enter(self.uc, self.cp15, exc.DATA_ABORT, pc, fsr=fsr, far=va)
+        else:
+            fsr = self._classify(pc, "fetch")
+            self.faults.append(Fault("prefetch abort", pc, pc, fsr, access="fetch"))
+            exc.enter(self.uc, self.cp15, exc.PREFETCH_ABORT, pc, fsr=fsr, far=pc)
+
+    def _on_invalid(self, uc: Uc, _user: object) -> bool:
+        pc = uc.reg_read(UC_ARM_REG_PC)
+        self.faults.append(Fault("undefined instruction", pc, None, None))
+        exc.enter(uc, self.cp15, exc.UNDEFINED, pc)
+        return True
+
+    def _on_unmapped(self, uc: Uc, access: int, address: int, size: int, value: int,
+                     _user: object) -> bool:
+        kind = {UC_HOOK_MEM_FETCH_UNMAPPED: "fetch"}.get(access, None)
+        from unicorn import UC_MEM_FETCH_UNMAPPED, UC_MEM_WRITE_PROT, UC_MEM_WRITE_UNMAPPED
+
+        kind = ("fetch" if access == UC_MEM_FETCH_UNMAPPED else
+                "write" if access in (UC_MEM_WRITE_UNMAPPED, UC_MEM_WRITE_PROT) else "read")
+        self._pending.unmapped = (address, kind)
+        return False
+
+    def _external_abort(self, pa: int, kind: str) -> None:
+        """Nothing behind a physical address: a synchronous external abort for the guest."""
+        pc = self.uc.reg_read(UC_ARM_REG_PC)
+        if kind == "fetch":
+            self.faults.append(Fault("prefetch abort", pc, pc, exc.FSR_SYNC_EXTERNAL, pa, "fetch"))
+            exc.enter(self.uc, self.cp15, exc.PREFETCH_ABORT, pc, fsr=exc.FSR_SYNC_EXTERNAL, far=pc)
+            return
+        from .faultaddr import data_address
+
+        va, is_write = data_address(self.uc, self.read_virtual(pc, 4) or b"", pc)
+        if va is None:
+            va = pa
+        elif (va & 0xFFF) != (pa & 0xFFF):
+            va = (va & ~0xFFF) | (pa & 0xFFF)   # the word of a multiple transfer that faulted
+        fsr = exc.FSR_SYNC_EXTERNAL | (exc.FSR_WNR if kind == "write" else 0)
+        self.faults.append(Fault("data abort", pc, va, fsr, pa, kind))
+        exc.enter(self.uc, self.cp15, exc.DATA_ABORT, pc, fsr=fsr, far=va)
+
+    # ------------------------------------------------------------------ run loop
+    def run(self, pc: int, *, timeout: float | None = None) -> Stop:
+        """Run from pc until the guest exits, a hypercall handler stops it, or time runs out."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        start = time.monotonic()
+        try:
+            while True:
+                self._pending = _Pending()
+                budget_us = 0
+                if deadline is not None:
+                    budget_us = max(1, int((deadline - time.monotonic()) * 1e6))
+                try:
+                    self.uc.emu_start(pc, 0xFFFFFFFF, timeout=budget_us)
+                except UcError as e:
+                    if self._pending.error is not None:
+                        raise self._pending.error from None
+                    if self._pending.unmapped is not None and e.errno in (
+                            UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED, UC_ERR_FETCH_UNMAPPED,
+                            UC_ERR_WRITE_PROT):
+                        self._external_abort(*self._pending.unmapped)
+                        pc = self.uc.reg_read(UC_ARM_REG_PC)
+                        continue
+                    return Stop("error", e.errno, f"{e} at pc 0x{self.uc.reg_read(UC_ARM_REG_PC):08x}")
+                if self._pending.error is not None:
+                    raise self._pending.error
+                if self._pending.stop is not None:
+                    return self._pending.stop
+                if deadline is not None and time.monotonic() >= deadline:
+                    return Stop("timeout", detail=f"time limit of {timeout:g} s reached")
+                pc = self.uc.reg_read(UC_ARM_REG_PC)
+        finally:
+            self.wall_seconds += time.monotonic() - start
+            self.console.flush()
+
+    # ------------------------------------------------------------------ inspection
+    def read_virtual(self, va: int, size: int) -> bytes | None:
+        """Read through the CPU's current translation (None if it faults)."""
+        return vmem_read(self.uc, va, size)
+
+    @property
+    def pc(self) -> int:
+        return self.uc.reg_read(UC_ARM_REG_PC)
+
+    @property
+    def cpsr(self) -> int:
+        return self.uc.reg_read(UC_ARM_REG_CPSR)
+
+    def flush_tlb(self) -> None:
+        """After the host edits page tables in guest RAM (a TB flush alone is not enough)."""
+        self.uc.ctl_flush_tlb()

@@ -1,0 +1,72 @@
+"""Board descriptions: the physical memory map a machine is built from, read from TOML."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
+
+
+class ProfileError(ValueError):
+    """A board profile that is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class RegionSpec:
+    name: str
+    base: int
+    size: int
+    type: str = "memory"
+
+
+@dataclass(frozen=True)
+class BoardProfile:
+    name: str
+    description: str
+    cpu: str
+    ram_base: int
+    ram_default: int
+    ram_min: int
+    ram_max: int
+    flash: tuple[RegionSpec, ...]
+    devices: tuple[RegionSpec, ...]
+    console_device: str
+    console_devmap_va: int
+
+    @property
+    def console(self) -> RegionSpec:
+        return next(d for d in self.devices if d.name == self.console_device)
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
+
+
+def load_profile(name_or_path: str) -> BoardProfile:
+    """A profile by name (board/profiles/NAME.toml) or by path to a TOML file."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PROFILE_DIR / f"{name_or_path}.toml"
+    if not path.is_file():
+        raise ProfileError(f"unknown board '{name_or_path}' (known: {', '.join(available_profiles())})")
+    try:
+        data = tomllib.loads(path.read_text())
+        ram = data["ram"]
+        flash = tuple(RegionSpec(f["name"], int(f["base"]), int(f["size"]), "flash")
+                      for f in data.get("flash", ()))
+        devices = tuple(RegionSpec(d["name"], int(d["base"]), int(d["size"]), d["type"])
+                        for d in data.get("device", ()))
+        profile = BoardProfile(
+            name=data["name"], description=data.get("description", ""), cpu=data.get("cpu", "cortex-a15"),
+            ram_base=int(ram["base"]), ram_default=int(ram["default_size"]),
+            ram_min=int(ram["min_size"]), ram_max=int(ram["max_size"]),
+            flash=flash, devices=devices,
+            console_device=data["console"]["device"], console_devmap_va=int(data["console"]["devmap_va"]),
+        )
+    except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
+        raise ProfileError(f"{path}: malformed board profile: {exc}") from None
+    if not any(d.name == profile.console_device for d in devices):
+        raise ProfileError(f"{path}: console device '{profile.console_device}' is not defined")
+    return profile

@@ -1,0 +1,155 @@
+"""Build the guest kernel ELF reproducibly with the pinned zig toolchain, cached by source hash.
+
+An ordinary boot never runs a compiler: the ELF and a JSON summary of its load segments and
+symbols (so the boot need not import pyelftools) live in a cache directory named by the hash of
+the sources, the flags and the toolchain version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+GUEST_DIR = Path(__file__).resolve().parent
+SOURCES = ("locore.S", "console.c", "trap.c", "initarm.c", "pmap.c")
+INPUTS = (*SOURCES, "armboard.h", "link.ld")
+ZIG_VERSION = "0.17.1"  # pinned in pyproject.toml
+
+CFLAGS = (
+    "-target", "arm-freestanding-eabi", "-mcpu=cortex_a15", "-marm", "-mfloat-abi=soft",
+    "-ffreestanding", "-fno-builtin", "-nostdlib", "-O2", "-fno-pic", "-fno-sanitize=all",
+    "-fno-asynchronous-unwind-tables", "-fno-unwind-tables", "-g0", "-Wall", "-Wextra", "-Werror",
+    "-Wl,--build-id=none", "-Wl,-z,max-page-size=4096",
+)
+
+
+class GuestBuildError(RuntimeError):
+    """The guest kernel could not be built (missing toolchain or a compiler error)."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    offset: int
+    vaddr: int
+    paddr: int
+    filesz: int
+    memsz: int
+    flags: int
+
+
+@dataclass(frozen=True)
+class GuestImage:
+    """The built kernel: its ELF file plus what the loader needs from it."""
+
+    elf_path: Path
+    entry: int
+    segments: tuple[Segment, ...]
+    symbols: dict[str, int]
+
+    @property
+    def image_end(self) -> int:
+        """VA just past the highest loaded byte (&_end)."""
+        return max(s.vaddr + s.memsz for s in self.segments)
+
+    def symbol_at(self, va: int) -> str | None:
+        """Name of the function or object containing va, as 'name+0xoff'."""
+        best = None
+        for name, addr in self.symbols.items():
+            if addr <= va and (best is None or addr > best[1]):
+                best = (name, addr)
+        if best is None or va - best[1] > 0x10000:
+            return None
+        off = va - best[1]
+        return best[0] if off == 0 else f"{best[0]}+0x{off:x}"
+
+
+def source_hash() -> str:
+    h = hashlib.sha256()
+    h.update(ZIG_VERSION.encode())
+    h.update("\0".join(CFLAGS).encode())
+    for name in INPUTS:
+        h.update(name.encode() + b"\0")
+        h.update((GUEST_DIR / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def cache_root() -> Path:
+    env = os.environ.get("ARMBOARD_CACHE")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "armboard"
+
+
+def compile_elf(out: Path, *, zig_cache: Path | None = None) -> None:
+    """Run the compiler: `python -m ziglang cc` (the pinned PyPI toolchain)."""
+    cmd = [sys.executable, "-m", "ziglang", "cc", *CFLAGS, f"-I{GUEST_DIR}",
+           "-Wl,-T," + str(GUEST_DIR / "link.ld"),
+           *(str(GUEST_DIR / s) for s in SOURCES), "-o", str(out)]
+    env = dict(os.environ)
+    if zig_cache is not None:
+        env["ZIG_GLOBAL_CACHE_DIR"] = str(zig_cache / "global")
+        env["ZIG_LOCAL_CACHE_DIR"] = str(zig_cache / "local")
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=out.parent)
+    except OSError as exc:
+        raise GuestBuildError(f"cannot run the guest toolchain: {exc}") from exc
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        raise GuestBuildError("guest build failed: " + " | ".join(tail))
+
+
+def describe_elf(path: Path) -> dict:
+    """Load segments, entry and symbols, read once with pyelftools at build time."""
+    from elftools.elf.elffile import ELFFile
+
+    with path.open("rb") as f:
+        elf = ELFFile(f)
+        segments = [
+            {"offset": s["p_offset"], "vaddr": s["p_vaddr"], "paddr": s["p_paddr"],
+             "filesz": s["p_filesz"], "memsz": s["p_memsz"], "flags": s["p_flags"]}
+            for s in elf.iter_segments() if s["p_type"] == "PT_LOAD"
+        ]
+        symbols = {}
+        symtab = elf.get_section_by_name(".symtab")
+        for sym in symtab.iter_symbols() if symtab else ():
+            if sym.name and sym["st_info"]["type"] in ("STT_FUNC", "STT_OBJECT", "STT_NOTYPE") \
+                    and sym["st_shndx"] != "SHN_UNDEF" and not sym.name.startswith("$"):
+                symbols[sym.name] = sym["st_value"] & ~1
+        return {"entry": elf.header["e_entry"], "segments": segments, "symbols": symbols}
+
+
+def _image_from(elf_path: Path, info: dict) -> GuestImage:
+    return GuestImage(elf_path=elf_path, entry=info["entry"],
+                      segments=tuple(Segment(**s) for s in info["segments"]),
+                      symbols=dict(info["symbols"]))
+
+
+@cache
+def guest_image() -> GuestImage:
+    """The cached build for the current sources, building it first if needed."""
+    directory = cache_root() / f"guest-{source_hash()}"
+    elf_path, info_path = directory / "kernel.elf", directory / "kernel.json"
+    if elf_path.exists() and info_path.exists():
+        return _image_from(elf_path, json.loads(info_path.read_text()))
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=directory) as tmp:
+        tmp_elf = Path(tmp) / "kernel.elf"
+        compile_elf(tmp_elf)
+        info = describe_elf(tmp_elf)
+        (Path(tmp) / "kernel.json").write_text(json.dumps(info, sort_keys=True))
+        os.replace(tmp_elf, elf_path)          # atomic: parallel builds cannot see half a file
+        os.replace(Path(tmp) / "kernel.json", info_path)
+    return _image_from(elf_path, info)
+
+
+if __name__ == "__main__":
+    img = guest_image()
+    print(img.elf_path)
