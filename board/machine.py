@@ -20,6 +20,7 @@ from unicorn import (
     UC_ERR_READ_UNMAPPED,
     UC_ERR_WRITE_PROT,
     UC_ERR_WRITE_UNMAPPED,
+    UC_HOOK_CODE,
     UC_HOOK_INSN_INVALID,
     UC_HOOK_INTR,
     UC_HOOK_MEM_FETCH_UNMAPPED,
@@ -272,6 +273,13 @@ class Machine:
         finally:
             self.wall_seconds += time.monotonic() - start
             self.console.flush()
+
+    def add_breakpoint(self, va: int) -> None:
+        """Stop when the guest is about to execute va (a hook on that one address: no cost elsewhere)."""
+        def hit(uc: Uc, address: int, size: int, _user: object) -> None:
+            self._stop(Stop("breakpoint", detail=f"breakpoint at 0x{address:08x}"))
+
+        self.uc.hook_add(UC_HOOK_CODE, self._guarded(hit), begin=va, end=va)
 
     # ------------------------------------------------------------------ inspection
     def read_virtual(self, va: int, size: int) -> bytes | None:

@@ -33,6 +33,14 @@ class Console:
             if byte == 0x0A:
                 self.stream.flush()
 
+    def write_text(self, text: str) -> None:
+        """Output from the Python kernel, with the CRLF line endings the guest's driver sends."""
+        data = text.replace("\n", "\r\n").encode()
+        self.data += data
+        if self.stream is not None:
+            self.stream.write(data)
+            self.stream.flush()
+
     def flush(self) -> None:
         if self.stream is not None:
             self.stream.flush()

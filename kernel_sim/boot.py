@@ -1,0 +1,274 @@
+"""The public facade of a boot: configure, load, run the guest, hand over, diagnose.
+
+`prepare()` does everything that can fail because of the user's input (raising InputError, exit
+status 2) before a machine exists; `run()` boots and returns a BootResult whose exit_code follows
+the conventions: 0 clean halt or stop point reached, 1 the guest failed, 3 time limit.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from board.machine import Machine, Stop
+from board.memory import FileOverlay
+from board.profile import BoardProfile, ProfileError, load_profile
+from kernel_sim.errors import InputError
+from kernel_sim.guest.abi import MIB, GuestConfig, Handoff
+from kernel_sim.guest.build import GuestImage, guest_image
+from kernel_sim.kern.diagnose import Diagnosis, diagnose_fatal, diagnose_lost_metadata, diagnose_panic
+from kernel_sim.kern.hypercalls import GateEvent, handle_hypercall
+from kernel_sim.kern.startup import MemorySummary, mi_startup
+from kernel_sim.loader import layout as layout_mod
+from kernel_sim.loader.hints import parse_hints
+from kernel_sim.loader.kernconf import KernelConfig, parse_kernconf
+from kernel_sim.loader.kernel_elf import footprint_of, read_kernel_elf
+from kernel_sim.loader.load import load_kernel, load_modules, write_config
+from kernel_sim.loader.loaderconf import LoaderConf, parse_loader_conf
+from kernel_sim.loader.sizes import parse_size
+
+IMAGES = Path(__file__).resolve().parent.parent / "images"
+DEFAULT_KERNCONF = IMAGES / "GENERIC-VIRT"
+DEFAULT_LOADER_CONF = IMAGES / "loader.conf"
+ABIS = ("freebsd", "linux", "none")
+
+
+@dataclass
+class BootRequest:
+    """Everything `armboard boot` takes; paths and sizes still as the user wrote them."""
+
+    board: str = "virt"
+    kernconf: Path = DEFAULT_KERNCONF
+    overrides: list[str] = field(default_factory=list)
+    loader_conf: Path | None = DEFAULT_LOADER_CONF
+    hints: Path | None = None
+    mfsroot: Path | None = None
+    physmem: str | None = None
+    kernel: Path | None = None
+    kernel_footprint: str | None = None
+    console: BinaryIO | None = None
+    timeout: float | None = 60.0
+    stop_at: str = "halt"
+    mmu: str = "unicorn"
+    abi: str = "freebsd"
+
+
+@dataclass
+class PreparedBoot:
+    request: BootRequest
+    profile: BoardProfile
+    kernconf: KernelConfig
+    loader: LoaderConf
+    image: GuestImage
+    layout: layout_mod.BootLayout
+    config: GuestConfig
+    options: dict[str, int]
+
+
+@dataclass
+class BootResult:
+    exit_code: int
+    status: str                      # "halted", "stopped", "failed", "timeout"
+    stage: str
+    message: str
+    machine: Machine
+    prepared: PreparedBoot
+    handoff: Handoff | None = None
+    diagnosis: Diagnosis | None = None
+    memory: MemorySummary | None = None
+    stop: Stop | None = None
+    event: GateEvent | None = None
+
+    @property
+    def console(self) -> bytes:
+        return bytes(self.machine.console.data)
+
+
+def _physmem(request: BootRequest, profile: BoardProfile) -> int:
+    if request.physmem is None:
+        return profile.ram_default
+    size = parse_size(request.physmem, where="--physmem")
+    if size % 4096:
+        raise InputError(f"{request.physmem} is not a multiple of the 4 KiB page size", "--physmem")
+    if not profile.ram_min <= size <= profile.ram_max:
+        raise InputError(f"{request.physmem} is outside the {profile.name} board's RAM range "
+                         f"({profile.ram_min >> 20} MiB to {profile.ram_max >> 20} MiB)", "--physmem")
+    return size
+
+
+def _footprint(request: BootRequest) -> int | None:
+    text = request.kernel_footprint
+    if text is None:
+        return None
+    path = Path(text)
+    if path.exists() or "/" in text or text.endswith((".elf", "kernel")):
+        return footprint_of(read_kernel_elf(path, what="footprint kernel"))
+    return parse_size(text, where="--kernel-footprint")
+
+
+def prepare(request: BootRequest) -> PreparedBoot:
+    """Parse and check every input, and plan the memory layout. Raises InputError."""
+    try:
+        profile = load_profile(request.board)
+    except ProfileError as exc:
+        raise InputError(str(exc), "--board") from None
+    if request.abi not in ABIS:
+        raise InputError(f"unknown boot ABI '{request.abi}' (known: {', '.join(ABIS)})", "--abi")
+    physmem = _physmem(request, profile)
+    kernconf = parse_kernconf(request.kernconf)
+    for spec in request.overrides:
+        kernconf.apply_override(spec)
+    loader = parse_loader_conf(request.loader_conf) if request.loader_conf else LoaderConf()
+    hints_path = request.hints or kernconf.hints_file
+    if hints_path is not None:
+        for key, value in parse_hints(hints_path).to_env().items():
+            loader.env.setdefault(key, value)
+    if request.mfsroot is not None:
+        loader.add_module("mfsroot", request.mfsroot, type="md_image", where="--mfsroot",
+                          name=str(request.mfsroot))
+    image = read_kernel_elf(request.kernel) if request.kernel else guest_image()
+    options = {name: int(kernconf.value(name) or 0)
+               for name in ("LOCORE_MAP_MB", "NKPT2PG", "INVARIANTS", "MD_ROOT", "MD_ROOT_SIZE")}
+    md_root_size = options["MD_ROOT_SIZE"] * 1024 if options["MD_ROOT"] else 0
+    mfs_image = kernconf.mfs_image
+    if mfs_image is not None:
+        if not md_root_size:
+            raise InputError("makeoptions MFS_IMAGE needs options MD_ROOT and MD_ROOT_SIZE",
+                             kernconf.origin.get("MFS_IMAGE", str(request.kernconf)))
+        try:
+            size = mfs_image.stat().st_size
+        except OSError:
+            raise InputError(f"MFS_IMAGE {mfs_image} cannot be read",
+                             kernconf.origin.get("MFS_IMAGE", str(request.kernconf))) from None
+        if size > md_root_size:
+            raise InputError(f"MFS_IMAGE {mfs_image} ({size} bytes) is larger than MD_ROOT_SIZE "
+                             f"({md_root_size // 1024} KiB)", kernconf.origin_of("MD_ROOT_SIZE"))
+    if request.abi != "freebsd" and loader.modules:
+        raise InputError("modules can only be preloaded with the FreeBSD boot ABI", "--abi")
+    requests = [layout_mod.ModuleRequest(m.name or str(m.path), m.type or "elf module", m.path, m.where)
+                for m in loader.modules]
+    plan = layout_mod.plan(image, ram_base=profile.ram_base, ram_size=physmem, footprint=_footprint(request),
+                           md_root_size=md_root_size, modules=requests, env=loader.env)
+    console = profile.console
+    config = GuestConfig(
+        locore_map_mb=options["LOCORE_MAP_MB"], nkpt2pg=options["NKPT2PG"],
+        invariants=bool(options["INVARIANTS"]), kernel_end=plan.kernel_end_va,
+        uart_pa=console.base, uart_devmap_va=profile.console_devmap_va)
+    return PreparedBoot(request, profile, kernconf, loader, image, plan, config, options)
+
+
+def build_machine(prep: PreparedBoot) -> Machine:
+    from kernel_sim.vm.cpu_mmu import classify_fault
+
+    layout = prep.layout
+    overlays = tuple(FileOverlay(pa, path) for pa, path in layout.overlays)
+    machine = Machine(prep.profile, layout.ram_size, console=prep.request.console, overlays=overlays,
+                      fault_classifier=classify_fault)
+    load_kernel(machine.phys, prep.image)
+    write_config(machine.phys, prep.image, prep.config)
+    load_modules(machine.phys, layout, prep.kernconf.mfs_image)
+    return machine
+
+
+def _minimal_fdt(model: str) -> bytes:
+    """A flattened device tree with an empty root node and a model: enough for r2 to point at."""
+    strings = b"model\0"
+    value = model.encode() + b"\0"
+    body = struct.pack(">I", 1) + b"\0\0\0\0"                      # FDT_BEGIN_NODE ""
+    body += struct.pack(">III", 3, len(value), 0) + value + b"\0" * (-len(value) % 4)
+    body += struct.pack(">II", 2, 9)                                # FDT_END_NODE, FDT_END
+    off_rsv = 40
+    off_struct = off_rsv + 16
+    off_strings = off_struct + len(body)
+    total = off_strings + len(strings)
+    header = struct.pack(">10I", 0xD00DFEED, total, off_struct, off_strings, off_rsv, 17, 16, 0,
+                         len(strings), len(body))
+    return header + b"\0" * 16 + body + strings
+
+
+def boot_registers(prep: PreparedBoot, machine: Machine) -> tuple[int, int, int]:
+    """r0, r1, r2 at entry for the chosen ABI."""
+    if prep.request.abi == "freebsd":
+        return prep.layout.metadata_va, 0, 0
+    if prep.request.abi == "linux":
+        # Where QEMU puts a DTB after an initrd: RAM base + min(RAM/2, 128 MiB) (hw/arm/boot.c).
+        dtb = prep.layout.ram_base + min(prep.layout.ram_size // 2, 128 * MIB)
+        machine.phys.write(dtb, _minimal_fdt(f"armboard {prep.profile.name}"))
+        return 0, 0xFFFFFFFF, dtb
+    return 0, 0, 0
+
+
+def run(prep: PreparedBoot, machine: Machine | None = None) -> BootResult:
+    """Boot to the hand-over, then mi_startup (unless stopping earlier)."""
+    from unicorn.arm_const import UC_ARM_REG_R0, UC_ARM_REG_R1, UC_ARM_REG_R2
+
+    machine = machine or build_machine(prep)
+    events: list[GateEvent] = []
+
+    def gate(m: Machine, nr: int) -> object:
+        event = handle_hypercall(m, nr)
+        events.append(event)
+        return event
+
+    machine.hypercall_handler = gate
+    r0, r1, r2 = boot_registers(prep, machine)
+    for reg, value in ((UC_ARM_REG_R0, r0), (UC_ARM_REG_R1, r1), (UC_ARM_REG_R2, r2)):
+        machine.uc.reg_write(reg, value)
+    image = prep.image
+    seg = next(s for s in image.segments if s.vaddr <= image.entry < s.vaddr + s.memsz)
+    entry_pa = image.entry - seg.vaddr + seg.paddr
+    if prep.request.stop_at not in ("halt", "handover"):
+        va = image.symbols.get(prep.request.stop_at)
+        if va is None:
+            raise InputError(f"unknown stop point '{prep.request.stop_at}' (use handover, halt or a "
+                             "guest kernel symbol such as initarm or pmap_bootstrap)", "--stop-at")
+        machine.add_breakpoint(va)
+    stop = machine.run(entry_pa, timeout=prep.request.timeout)
+    result = BootResult(1, "failed", "early boot", "", machine, prep, stop=stop)
+    if stop.kind == "timeout":
+        result.exit_code, result.status, result.message = 3, "timeout", stop.detail
+        return result
+    if stop.kind == "breakpoint":
+        result.exit_code, result.status = 0, "stopped"
+        result.stage = prep.request.stop_at
+        result.message = f"stopped at {prep.request.stop_at} (pc 0x{machine.pc:08x})"
+        return result
+    if stop.kind != "hypercall":
+        result.message = f"the guest stopped unexpectedly: {stop.detail}"
+        return result
+    event = stop.value
+    assert isinstance(event, GateEvent)
+    result.event = event
+    if event.kind == "panic":
+        result.diagnosis = diagnose_panic(event.panic or "", image, prep.layout, prep.options)
+    elif event.kind == "fatal" and event.fatal is not None:
+        result.diagnosis = diagnose_fatal(event.fatal, image, prep.layout, prep.options)
+    elif event.kind == "handover" and event.handoff is not None:
+        return _after_handover(result, event.handoff)
+    else:
+        result.message = event.panic or "unknown hypercall"
+        return result
+    result.stage = result.diagnosis.stage
+    result.message = result.diagnosis.text
+    return result
+
+
+def _after_handover(result: BootResult, handoff: Handoff) -> BootResult:
+    prep = result.prepared
+    result.handoff = handoff
+    result.stage = "handover"
+    expected = len(prep.layout.modules) + 1
+    if prep.request.abi == "freebsd" and handoff.nmodules < expected:
+        result.diagnosis = diagnose_lost_metadata(prep.layout, prep.options, prep.layout.metadata_va)
+        result.stage, result.message = "initarm", result.diagnosis.text
+        return result
+    if prep.request.stop_at == "handover":
+        result.exit_code, result.status = 0, "stopped"
+        result.message = "stopped at the hand-over to the Python kernel"
+        return result
+    result.memory = mi_startup(result.machine, handoff, prep.layout, prep.kernconf.ident or "GENERIC")
+    result.exit_code, result.status, result.stage = 0, "halted", "mi_startup"
+    result.message = "the kernel halted cleanly"
+    return result

@@ -1,0 +1,83 @@
+"""The binary interface between the Python side and the guest boot code (mirrors armboard.h)."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+KERNVIRTADDR = 0xC0000000   # sys/arm/include/vmparam.h
+KERNBASE = KERNVIRTADDR
+PAGE_SIZE = 4096            # sys/arm/include/param.h
+MIB = 1 << 20
+PT2PG_SPAN = 4 * MIB        # one page of L2 tables maps 4 MiB (sys/arm/include/pmap_var.h NPT2_IN_PG)
+PT2MAP = KERNBASE - 4 * MIB  # sys/arm/include/pmap_var.h
+
+HC_HANDOVER, HC_PANIC, HC_FATAL = 1, 2, 3
+ABI_NAMES = {1: "FreeBSD", 2: "Linux", 3: "none"}
+
+CONFIG_MAGIC = 0x46434241  # "ABCF"
+CONFIG_VERSION = 1
+CONFIG_FORMAT = "<8I8I"
+
+
+@dataclass(frozen=True)
+class GuestConfig:
+    """What the configure step writes into the kernel's .armboard_config section."""
+
+    locore_map_mb: int
+    nkpt2pg: int
+    invariants: bool
+    kernel_end: int
+    uart_pa: int
+    uart_devmap_va: int
+
+    def pack(self) -> bytes:
+        return struct.pack(CONFIG_FORMAT, CONFIG_MAGIC, CONFIG_VERSION, self.locore_map_mb, self.nkpt2pg,
+                           int(self.invariants), self.kernel_end, self.uart_pa, self.uart_devmap_va,
+                           *([0] * 8))
+
+
+HANDOFF_FIELDS = (
+    "version", "abi", "boot_r0", "boot_r1", "boot_r2", "boot_r3", "physaddr", "boot_pt1", "metadata",
+    "kernend", "envp", "howto", "dtbp", "kern_pt1", "kern_pt2tab", "pt2pg_pa", "nkpt2pg", "kernel_vm_end",
+    "mapped_end", "first_free_pa", "extra_pt2pg", "devmap_va", "uart_va", "nmodules",
+)
+MAX_MODULES = 16
+HANDOFF_SIZE = 4 * len(HANDOFF_FIELDS) + 16 * MAX_MODULES
+
+
+@dataclass(frozen=True)
+class GuestModule:
+    name: str
+    type: str
+    addr: int
+    size: int
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """struct handoff: what initarm and pmap_bootstrap found and built."""
+
+    fields: dict[str, int]
+    modules: tuple[GuestModule, ...]
+
+    def __getattr__(self, name: str) -> int:
+        try:
+            return self.fields[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def unpack_handoff(raw: bytes, read_string) -> Handoff:
+    """Decode struct handoff; read_string(va) reads a NUL-terminated guest string."""
+    values = struct.unpack_from(f"<{len(HANDOFF_FIELDS)}I", raw)
+    fields = dict(zip(HANDOFF_FIELDS, values, strict=True))
+    modules = []
+    for i in range(min(fields["nmodules"], MAX_MODULES)):
+        name, typ, addr, size = struct.unpack_from("<4I", raw, 4 * len(HANDOFF_FIELDS) + 16 * i)
+        modules.append(GuestModule(read_string(name) if name else "?", read_string(typ) if typ else "?",
+                                   addr, size))
+    return Handoff(fields, tuple(modules))
+
+
+FATAL_KINDS = {1: "data abort", 2: "prefetch abort", 3: "undefined instruction", 4: "svc", 5: "exception"}

@@ -1,0 +1,133 @@
+"""`armboard`: the command line. Results on stdout, errors on stderr as one `armboard: ` line.
+
+Exit status: 0 success, 1 the guest or the checked thing failed, 2 bad usage or input, 3 time limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from kernel_sim.errors import InputError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT = 0, 1, 2, 3
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:   # argparse would print usage and exit 2 by itself
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="armboard", description="Emulate an armv7 board booting a synthetic FreeBSD kernel.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    boot = sub.add_parser("boot", help="boot the board (default: the virt board with images/GENERIC-VIRT)")
+    boot.add_argument("--board", default="virt", help="board profile name or TOML file (default virt)")
+    boot.add_argument("--kernconf", type=Path, help="kernel configuration file (default images/GENERIC-VIRT)")
+    boot.add_argument("-o", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
+                      help="override a kernel option (repeatable)")
+    boot.add_argument("--loader-conf", type=Path, help="loader.conf (default images/loader.conf)")
+    boot.add_argument("--no-loader-conf", action="store_true", help="boot without a loader.conf")
+    boot.add_argument("--hints", type=Path, help="device.hints file")
+    boot.add_argument("--mfsroot", type=Path, help="preload FILE as an md_image module")
+    boot.add_argument("--physmem", help="RAM size, e.g. 512M or 2G (default: the board's)")
+    boot.add_argument("--kernel", type=Path, help="boot this kernel ELF instead of the built-in one")
+    boot.add_argument("--kernel-footprint", metavar="SIZE|ELF",
+                      help="memory the kernel occupies: a size (9M) or a real kernel ELF to match")
+    boot.add_argument("--abi", default="freebsd", choices=("freebsd", "linux", "none"),
+                      help="boot registers: FreeBSD loader (r0=metadata), Linux (r2=DTB) or none")
+    boot.add_argument("--console", type=Path, help="write the console to FILE instead of the terminal")
+    boot.add_argument("--timeout", type=float, default=60.0, help="wall-clock limit in seconds (exit 3)")
+    boot.add_argument("--stop-at", default="halt", help="handover, halt (default) or a guest kernel symbol")
+    boot.add_argument("--mmu", default="unicorn", choices=("unicorn", "python"),
+                      help="who answers the CPU's TLB fills (python: the MMU simulator)")
+    boot.add_argument("--monitor", action="store_true", help="open the monitor prompt when the boot stops")
+    boot.add_argument("-x", dest="monitor_commands", action="append", default=[], metavar="CMD",
+                      help="monitor command to run when the boot stops (repeatable)")
+    boot.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    return parser
+
+
+def cmd_boot(args: argparse.Namespace) -> int:
+    from kernel_sim import boot as boot_mod
+
+    console_file = None
+    if args.console is not None:
+        try:
+            console_file = args.console.open("wb")
+        except OSError as exc:
+            raise InputError(f"cannot write the console file: {exc.strerror}", str(args.console)) from None
+    request = boot_mod.BootRequest(
+        board=args.board,
+        kernconf=args.kernconf or boot_mod.DEFAULT_KERNCONF,
+        overrides=args.overrides,
+        loader_conf=None if args.no_loader_conf else (args.loader_conf or boot_mod.DEFAULT_LOADER_CONF),
+        hints=args.hints, mfsroot=args.mfsroot, physmem=args.physmem, kernel=args.kernel,
+        kernel_footprint=args.kernel_footprint,
+        console=console_file if console_file else (None if args.json else sys.stdout.buffer),
+        timeout=args.timeout, stop_at=args.stop_at, mmu=args.mmu, abi=args.abi,
+    )
+    try:
+        prepared = boot_mod.prepare(request)
+        result = boot_mod.run(prepared)
+    finally:
+        if console_file:
+            console_file.close()
+    if args.json:
+        print(json.dumps(result_json(result), indent=2))
+    elif result.exit_code != EXIT_OK:
+        sys.stdout.flush()
+        print(f"\narmboard: boot {result.status} in {result.stage}: {result.message}", file=sys.stderr)
+    if args.monitor_commands or args.monitor:
+        from tools.monitor import Monitor, MonitorError, interactive
+
+        monitor = Monitor(result.machine)
+        for command in args.monitor_commands:
+            try:
+                monitor.run(command)
+            except MonitorError as exc:
+                raise InputError(str(exc), f"-x {command}") from None
+            if monitor.done:
+                break
+        if args.monitor and not monitor.done:
+            interactive(monitor)
+    return result.exit_code
+
+
+def result_json(result) -> dict:
+    out = {"exit_code": result.exit_code, "status": result.status, "stage": result.stage,
+           "message": result.message, "console": result.console.decode("utf-8", "replace")}
+    if result.diagnosis is not None:
+        out["diagnosis"] = {"option": result.diagnosis.option, "suggested": result.diagnosis.suggested}
+    if result.memory is not None:
+        out["memory"] = {"real": result.memory.real, "avail": result.memory.avail}
+    if result.handoff is not None:
+        out["handoff"] = dict(result.handoff.fields)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "boot":
+            return cmd_boot(args)
+        raise UsageError(f"unknown command {args.command}")
+    except UsageError as exc:
+        print(f"armboard: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except InputError as exc:
+        print(f"armboard: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("armboard: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""The monitor: QEMU-style inspection commands run when a boot stops (`-x CMD`, `--monitor`)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from collections.abc import Callable
+from typing import TextIO
+
+from unicorn.arm_const import (
+    UC_ARM_REG_CPSR,
+    UC_ARM_REG_LR,
+    UC_ARM_REG_PC,
+    UC_ARM_REG_R0,
+    UC_ARM_REG_SP,
+    UC_ARM_REG_SPSR,
+)
+
+from board.exceptions import MODE_NAMES
+from board.machine import Machine
+from board.memory import PhysicalAbort as BusAbort
+from kernel_sim.errors import InputError
+from kernel_sim.loader.sizes import parse_int
+from kernel_sim.vm.cpu_mmu import mmu_for
+from kernel_sim.vm.mmu import MMUFault
+
+
+class MonitorError(Exception):
+    """A monitor command that could not be carried out (bad syntax, unmapped address)."""
+
+
+class Monitor:
+    def __init__(self, machine: Machine, out: TextIO = sys.stdout) -> None:
+        self.machine = machine
+        self.out = out
+        self.commands: dict[str, Callable[[list[str]], None]] = {
+            "info": self.info, "x": self.examine, "xp": self.examine, "quit": self.quit, "q": self.quit,
+            "help": self.help,
+        }
+        self.done = False
+
+    def run(self, line: str) -> None:
+        words = shlex.split(line)
+        if not words:
+            return
+        name, _, fmt = words[0].partition("/")
+        handler = self.commands.get(name)
+        if handler is None:
+            raise MonitorError(f"unknown command '{name}' (try help)")
+        if name in ("x", "xp"):
+            self.examine(words[1:], fmt=fmt, physical=name == "xp")
+        else:
+            handler(words[1:])
+
+    def help(self, _args: list[str]) -> None:
+        self.out.write("info registers | info mem | x/N[wbx] ADDR (virtual) | xp/N ADDR (physical) | quit\n")
+
+    def quit(self, _args: list[str]) -> None:
+        self.done = True
+
+    def info(self, args: list[str]) -> None:
+        what = args[0] if args else ""
+        if what in ("registers", "reg", "r"):
+            self.registers()
+        elif what in ("mem", "tlb"):
+            self.mem()
+        else:
+            raise MonitorError("info needs 'registers' or 'mem'")
+
+    def registers(self) -> None:
+        uc = self.machine.uc
+        regs = [uc.reg_read(UC_ARM_REG_R0 + i) for i in range(13)]
+        regs += [uc.reg_read(UC_ARM_REG_SP), uc.reg_read(UC_ARM_REG_LR), uc.reg_read(UC_ARM_REG_PC)]
+        names = [f"R{i:02d}" for i in range(16)]
+        for row in range(4):
+            self.out.write(" ".join(f"{names[4 * row + c]}={regs[4 * row + c]:08x}" for c in range(4)) + "\n")
+        cpsr = uc.reg_read(UC_ARM_REG_CPSR)
+        flags = "".join(f if cpsr & (1 << b) else "-" for f, b in (("N", 31), ("Z", 30), ("C", 29), ("V", 28)))
+        mode = MODE_NAMES.get(cpsr & 0x1F, "???")
+        self.out.write(f"PSR={cpsr:08x} {flags} {'T' if cpsr & 0x20 else 'A'} {mode}32\n")
+        self.out.write(f"SPSR={uc.reg_read(UC_ARM_REG_SPSR):08x}\n")
+        cp = self.machine.cp15
+        self.out.write(f"SCTLR={cp.sctlr:08x} TTBR0={cp.ttbr0:08x} TTBCR={cp.ttbcr:08x} DACR={cp.dacr:08x} "
+                       f"VBAR={cp.vbar:08x}\n")
+
+    def mem(self) -> None:
+        mmu = mmu_for(self.machine)
+        if not mmu.m:
+            self.out.write("MMU is off: virtual = physical\n")
+            return
+        for mapping in mmu.mappings():
+            self.out.write(f"{mapping.va_start:08x}-{mapping.va_end:08x} {mapping.va_end - mapping.va_start:08x} "
+                           f"-> {mapping.pa_start:08x} {mapping.attrs}\n")
+
+    def examine(self, args: list[str], *, fmt: str = "", physical: bool = False) -> None:
+        if len(args) != 1:
+            raise MonitorError("usage: x/N ADDR or xp/N ADDR")
+        count_text = "".join(c for c in fmt if c.isdigit()) or "1"
+        unit = 1 if "b" in fmt else 2 if "h" in fmt else 4
+        try:
+            addr = parse_int(args[0], where="monitor")
+        except InputError as exc:
+            raise MonitorError(str(exc)) from None
+        count = int(count_text)
+        try:
+            if physical:
+                data = self.machine.phys.read(addr, count * unit)
+            else:
+                mmu = mmu_for(self.machine)
+                data = mmu.read_virtual(addr, count * unit, mmu.read_phys)
+        except (MMUFault, BusAbort) as exc:
+            raise MonitorError(f"cannot access {'physical' if physical else 'virtual'} address "
+                               f"0x{addr:08x}: {exc}") from None
+        per_line = 16 // unit
+        for i in range(0, count, per_line):
+            words = [int.from_bytes(data[(i + j) * unit:(i + j + 1) * unit], "little")
+                     for j in range(min(per_line, count - i))]
+            self.out.write(f"{addr + i * unit:08x}: " + " ".join(f"0x{w:0{2 * unit}x}" for w in words) + "\n")
+
+
+def interactive(monitor: Monitor, stdin: TextIO = sys.stdin) -> None:
+    """A (armboard) prompt until quit or end of input."""
+    while not monitor.done:
+        monitor.out.write("(armboard) ")
+        monitor.out.flush()
+        line = stdin.readline()
+        if not line:
+            break
+        try:
+            monitor.run(line)
+        except MonitorError as exc:
+            monitor.out.write(f"{exc}\n")
