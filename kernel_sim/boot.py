@@ -228,15 +228,16 @@ def run(prep: PreparedBoot, machine: Machine | None = None) -> BootResult:
     stop = machine.run(entry_pa, timeout=prep.request.timeout)
     result = BootResult(1, "failed", "early boot", "", machine, prep, stop=stop)
     if stop.kind == "timeout":
-        result.exit_code, result.status, result.message = 3, "timeout", stop.detail
+        result.exit_code, result.status = 3, "timeout"
+        result.message = f"Boot stopped: the {stop.detail}, before the guest halted."
         return result
     if stop.kind == "breakpoint":
         result.exit_code, result.status = 0, "stopped"
         result.stage = prep.request.stop_at
-        result.message = f"stopped at {prep.request.stop_at} (pc 0x{machine.pc:08x})"
+        result.message = f"Stopped at {prep.request.stop_at} (pc 0x{machine.pc:08x})."
         return result
     if stop.kind != "hypercall":
-        result.message = f"the guest stopped unexpectedly: {stop.detail}"
+        result.message = f"Boot failed: the guest stopped unexpectedly: {stop.detail}."
         return result
     event = stop.value
     assert isinstance(event, GateEvent)
@@ -248,7 +249,7 @@ def run(prep: PreparedBoot, machine: Machine | None = None) -> BootResult:
     elif event.kind == "handover" and event.handoff is not None:
         return _after_handover(result, event.handoff)
     else:
-        result.message = event.panic or "unknown hypercall"
+        result.message = f"Boot failed: {event.panic or 'unknown hypercall'}."
         return result
     result.stage = result.diagnosis.stage
     result.message = result.diagnosis.text
@@ -266,9 +267,9 @@ def _after_handover(result: BootResult, handoff: Handoff) -> BootResult:
         return result
     if prep.request.stop_at == "handover":
         result.exit_code, result.status = 0, "stopped"
-        result.message = "stopped at the hand-over to the Python kernel"
+        result.message = "Stopped at the hand-over to the Python kernel."
         return result
     result.memory = mi_startup(result.machine, handoff, prep.layout, prep.kernconf.ident or "GENERIC")
     result.exit_code, result.status, result.stage = 0, "halted", "mi_startup"
-    result.message = "the kernel halted cleanly"
+    result.message = "The kernel halted cleanly."
     return result

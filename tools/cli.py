@@ -83,7 +83,7 @@ def cmd_boot(args: argparse.Namespace) -> int:
         print(json.dumps(result_json(result), indent=2))
     elif result.exit_code != EXIT_OK:
         sys.stdout.flush()
-        print(f"\narmboard: boot {result.status} in {result.stage}: {result.message}", file=sys.stderr)
+        print(f"\narmboard: {result.message}", file=sys.stderr)
     if args.monitor_commands or args.monitor:
         from tools.monitor import Monitor, MonitorError, interactive
 

@@ -135,6 +135,66 @@ parse_metadata(u32 mdp, struct handoff *h)
 	return kernel_found && h->kernend != 0;
 }
 
+/* kern_getenv(9) over the loader's environment: "name=value" strings, an empty one ends them. */
+static const char *
+kern_getenv(const struct handoff *h, const char *name)
+{
+	const char *p = (const char *)h->envp;
+
+	if (p == 0)
+		return 0;
+	while (*p != '\0') {
+		const char *n = name, *q = p;
+		while (*n != '\0' && *q == *n) {
+			n++;
+			q++;
+		}
+		if (*n == '\0' && *q == '=')
+			return q + 1;
+		while (*p != '\0')
+			p++;
+		p++;
+	}
+	return 0;
+}
+
+static u32
+parse_u32(const char *s)
+{
+	u32 v = 0, base = 10;
+
+	if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+		base = 16;
+		s += 2;
+	}
+	for (; *s != '\0'; s++) {
+		u32 d;
+		if (*s >= '0' && *s <= '9')
+			d = (u32)(*s - '0');
+		else if (base == 16 && *s >= 'a' && *s <= 'f')
+			d = (u32)(*s - 'a' + 10);
+		else if (base == 16 && *s >= 'A' && *s <= 'F')
+			d = (u32)(*s - 'A' + 10);
+		else
+			break;
+		v = v * base + d;
+	}
+	return v;
+}
+
+/* Tunable debug.wild_access=ADDR: read ADDR once, to watch an abort reach the guest's vector. */
+static void __attribute__((noinline))
+debug_wild_access(const struct handoff *h)
+{
+	const char *value = kern_getenv(h, "debug.wild_access");
+
+	if (value == 0)
+		return;
+	u32 va = parse_u32(value);
+	printf("initarm: debug.wild_access: reading 0x%08x\n", va);
+	printf("initarm: read 0x%08x\n", *(volatile const u32 *)va);
+}
+
 void
 initarm(u32 r0, u32 r1, u32 r2, u32 r3, u32 physaddr, u32 boot_pt1)
 {
@@ -184,6 +244,7 @@ initarm(u32 r0, u32 r1, u32 r2, u32 r3, u32 physaddr, u32 boot_pt1)
 	printf("initarm: kernel end 0x%08x\n", h->kernend);
 
 	pmap_bootstrap(h);
+	debug_wild_access(h);
 
 	printf("initarm: hand-over to mi_startup\n");
 	hypercall(HC_HANDOVER, (u32)h);

@@ -1,0 +1,39 @@
+"""Shared fixtures: boots run in-process with the console captured, not printed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kernel_sim import boot as boot_mod
+
+
+def do_boot(**kwargs) -> boot_mod.BootResult:
+    request = boot_mod.BootRequest(**kwargs)
+    return boot_mod.run(boot_mod.prepare(request))
+
+
+@pytest.fixture
+def boot():
+    return do_boot
+
+
+@pytest.fixture
+def sparse_image(tmp_path: Path):
+    """A sparse file of the given size (costs no disk): a stand-in md_image."""
+    def make(size: int, name: str = "root.img") -> Path:
+        path = tmp_path / name
+        with path.open("wb") as f:
+            f.truncate(size)
+        return path
+    return make
+
+
+@pytest.fixture
+def loader_conf(tmp_path: Path):
+    def make(text: str) -> Path:
+        path = tmp_path / "loader.conf"
+        path.write_text(text)
+        return path
+    return make

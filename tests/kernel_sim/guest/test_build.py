@@ -1,0 +1,33 @@
+"""The guest build: reproducible, cached, and carrying what the loader needs."""
+
+from __future__ import annotations
+
+import hashlib
+
+from kernel_sim.guest import build
+
+
+def test_two_fresh_builds_are_byte_identical(tmp_path):
+    digests = []
+    for n in range(2):
+        out = tmp_path / f"b{n}"
+        out.mkdir()
+        build.compile_elf(out / "kernel.elf", zig_cache=tmp_path / f"zig-cache-{n}")
+        digests.append(hashlib.sha256((out / "kernel.elf").read_bytes()).hexdigest())
+    assert digests[0] == digests[1]
+
+
+def test_cached_image_matches_a_fresh_build(tmp_path):
+    image = build.guest_image()
+    build.compile_elf(tmp_path / "kernel.elf", zig_cache=tmp_path / "zc")
+    assert (tmp_path / "kernel.elf").read_bytes() == image.elf_path.read_bytes()
+    assert image.elf_path.parent.name == f"guest-{build.source_hash()}"
+
+
+def test_image_has_entry_config_and_symbols():
+    image = build.guest_image()
+    assert image.entry == 0xC0000000
+    for name in ("_start", "initarm", "pmap_bootstrap", "armboard_config", "exception_vectors"):
+        assert name in image.symbols
+    assert image.symbols["exception_vectors"] % 32 == 0
+    assert image.symbol_at(image.symbols["initarm"] + 8) == "initarm+0x8"
