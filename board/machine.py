@@ -214,7 +214,7 @@ class Machine:
 
     def _on_unmapped(self, uc: Uc, access: int, address: int, size: int, value: int,
                      _user: object) -> bool:
-        kind = {UC_HOOK_MEM_FETCH_UNMAPPED: "fetch"}.get(access, None)
+        kind = {UC_HOOK_MEM_FETCH_UNMAPPED: "fetch"}.get(access)
         from unicorn import UC_MEM_FETCH_UNMAPPED, UC_MEM_WRITE_PROT, UC_MEM_WRITE_UNMAPPED
 
         kind = ("fetch" if access == UC_MEM_FETCH_UNMAPPED else
