@@ -16,6 +16,7 @@ from typing import BinaryIO
 
 from unicorn import (
     UC_ARCH_ARM,
+    UC_ERR_EXCEPTION,
     UC_ERR_FETCH_UNMAPPED,
     UC_ERR_READ_UNMAPPED,
     UC_ERR_WRITE_PROT,
@@ -27,10 +28,14 @@ from unicorn import (
     UC_HOOK_MEM_READ_UNMAPPED,
     UC_HOOK_MEM_WRITE_PROT,
     UC_HOOK_MEM_WRITE_UNMAPPED,
+    UC_HOOK_TLB_FILL,
+    UC_MEM_FETCH,
+    UC_MEM_WRITE,
     UC_MODE_ARM,
     UC_PROT_ALL,
     UC_PROT_EXEC,
     UC_PROT_READ,
+    UC_TLB_VIRTUAL,
     Uc,
     UcError,
 )
@@ -54,6 +59,8 @@ SEMIHOSTING_IMM = 0x123456
 SYS_EXIT = 0x18
 ADP_STOPPED_APPLICATION_EXIT = 0x20026
 EXCP_SWI, EXCP_PREFETCH_ABORT, EXCP_DATA_ABORT = 2, 3, 4   # QEMU's target/arm/cpu.h
+# With the Python TLB, Unicorn probes the stop address when it stops; its fill is refused quietly.
+EXIT_ADDRESS = 0xFFFFFFFC
 
 
 @dataclass
@@ -82,6 +89,8 @@ class Fault:
 HypercallHandler = Callable[["Machine", int], object]
 # Classifies a data/prefetch abort from the MMU's view: (va, access) -> FSR value.
 FaultClassifier = Callable[["Machine", int, str], int]
+# Answers a TLB fill: (va, access, privileged) -> (pa, perms as UC_PROT_* bits) or the FSR of the fault.
+TlbFill = Callable[["Machine", int, str, bool], "tuple[int, int] | int"]
 
 
 @dataclass
@@ -89,6 +98,7 @@ class _Pending:
     error: BaseException | None = None
     stop: Stop | None = None
     unmapped: tuple[int, str] | None = None
+    refused_fill: tuple[int, str, int] | None = None
     faults: list[Fault] = field(default_factory=list)
 
 
@@ -97,7 +107,7 @@ class Machine:
 
     def __init__(self, profile: BoardProfile, ram_size: int, *, console: BinaryIO | None = None,
                  overlays: tuple[FileOverlay, ...] = (),
-                 fault_classifier: FaultClassifier | None = None) -> None:
+                 fault_classifier: FaultClassifier | None = None, tlb_fill: TlbFill | None = None) -> None:
         self.profile = profile
         self.ram_size = ram_size
         self.uc = Uc(UC_ARCH_ARM, UC_MODE_ARM)
@@ -128,6 +138,14 @@ class Machine:
         self.uc.hook_add(UC_HOOK_MEM_READ_UNMAPPED | UC_HOOK_MEM_WRITE_UNMAPPED
                          | UC_HOOK_MEM_FETCH_UNMAPPED | UC_HOOK_MEM_WRITE_PROT,
                          self._guarded(self._on_unmapped, False))
+        self.tlb_fill = tlb_fill
+        self.tlb_fills = 0
+        if tlb_fill is not None:
+            # Every TLB fill is answered in Python (teaching mode): Unicorn's own walker is bypassed.
+            self.uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
+            self.uc.hook_add(UC_HOOK_TLB_FILL, self._guarded(self._on_tlb_fill, False))
+            self.uc.ctl_exits_enabled(True)   # `until` would make Unicorn probe the stop address
+            self.uc.ctl_set_exits([EXIT_ADDRESS])
 
     # ------------------------------------------------------------------ hooks
     def _guarded(self, fn: Callable, failure: object = None) -> Callable:
@@ -155,6 +173,10 @@ class Machine:
         pc = uc.reg_read(UC_ARM_REG_PC)
         if intno == EXCP_SWI:
             self._on_svc(pc)
+        elif intno in (EXCP_DATA_ABORT, EXCP_PREFETCH_ABORT) and self._pending.refused_fill is not None:
+            # A fill the Python MMU refused: Unicorn reports it with an unreliable exception number.
+            refused, self._pending.refused_fill = self._pending.refused_fill, None
+            self._refused_fill_abort(*refused)
         elif intno == EXCP_DATA_ABORT:
             self._deliver_abort(pc, data=True)
         elif intno == EXCP_PREFETCH_ABORT:
@@ -222,6 +244,38 @@ class Machine:
         self._pending.unmapped = (address, kind)
         return False
 
+    def _on_tlb_fill(self, uc: Uc, va: int, access: int, entry, _user: object) -> bool:
+        kind = {UC_MEM_WRITE: "write", UC_MEM_FETCH: "fetch"}.get(access, "read")
+        if va == EXIT_ADDRESS & ~0x3FF and kind == "fetch":
+            return False   # Unicorn probing its stop address, not the guest (it never runs code there)
+        privileged = (uc.reg_read(UC_ARM_REG_CPSR) & 0x1F) != exc.MODE_USR
+        self.tlb_fills += 1
+        answer = self.tlb_fill(self, va, kind, privileged)
+        if isinstance(answer, tuple):
+            if not self.decodes(answer[0]):
+                answer = exc.FSR_SYNC_EXTERNAL   # translated, but nothing answers on the bus
+            else:
+                entry.paddr, entry.perms = answer
+                return True
+        self._pending.refused_fill = (va, kind, answer)
+        return False
+
+    def _refused_fill_abort(self, va_page: int, kind: str, fsr: int) -> None:
+        """The Python MMU refused a fill: Unicorn stopped at the instruction; deliver the abort."""
+        pc = self.uc.reg_read(UC_ARM_REG_PC)
+        if kind == "fetch":
+            self.faults.append(Fault("prefetch abort", pc, pc, fsr, access="fetch"))
+            exc.enter(self.uc, self.cp15, exc.PREFETCH_ABORT, pc, fsr=fsr, far=pc)
+            return
+        from .faultaddr import data_address
+
+        va, _ = data_address(self.uc, self.read_virtual(pc, 4) or b"", pc)
+        if va is None or (va & ~0x3FF) != (va_page & ~0x3FF):
+            va = va_page
+        fsr |= exc.FSR_WNR if kind == "write" else 0
+        self.faults.append(Fault("data abort", pc, va, fsr, access=kind))
+        exc.enter(self.uc, self.cp15, exc.DATA_ABORT, pc, fsr=fsr, far=va)
+
     def _external_abort(self, pa: int, kind: str) -> None:
         """Nothing behind a physical address: a synchronous external abort for the guest."""
         pc = self.uc.reg_read(UC_ARM_REG_PC)
@@ -251,28 +305,35 @@ class Machine:
                 budget_us = 0
                 if deadline is not None:
                     budget_us = max(1, int((deadline - time.monotonic()) * 1e6))
+                error: UcError | None = None
                 try:
-                    self.uc.emu_start(pc, 0xFFFFFFFF, timeout=budget_us)
+                    self.uc.emu_start(pc, EXIT_ADDRESS if self.tlb_fill else 0xFFFFFFFF, timeout=budget_us)
                 except UcError as e:
-                    if self._pending.error is not None:
-                        raise self._pending.error from None
-                    if self._pending.unmapped is not None and e.errno in (
-                            UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED, UC_ERR_FETCH_UNMAPPED,
-                            UC_ERR_WRITE_PROT):
-                        self._external_abort(*self._pending.unmapped)
-                        pc = self.uc.reg_read(UC_ARM_REG_PC)
-                        continue
-                    return Stop("error", e.errno, f"{e} at pc 0x{self.uc.reg_read(UC_ARM_REG_PC):08x}")
-                if self._pending.error is not None:
-                    raise self._pending.error
-                if self._pending.stop is not None:
-                    return self._pending.stop
+                    error = e
+                pending = self._pending
+                if pending.error is not None:
+                    raise pending.error
+                if pending.stop is not None:
+                    return pending.stop
+                if error is not None:
+                    if pending.refused_fill is not None and error.errno == UC_ERR_EXCEPTION:
+                        self._refused_fill_abort(*pending.refused_fill)
+                    elif pending.unmapped is not None and error.errno in (
+                            UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED, UC_ERR_FETCH_UNMAPPED, UC_ERR_WRITE_PROT):
+                        self._external_abort(*pending.unmapped)
+                    elif deadline is None or time.monotonic() < deadline:
+                        return Stop("error", error.errno, f"{error} at pc 0x{self.pc:08x}")
                 if deadline is not None and time.monotonic() >= deadline:
                     return Stop("timeout", detail=f"time limit of {timeout:g} s reached")
                 pc = self.uc.reg_read(UC_ARM_REG_PC)
         finally:
             self.wall_seconds += time.monotonic() - start
             self.console.flush()
+
+    def decodes(self, pa: int) -> bool:
+        """Whether anything (memory or a device) answers at this physical address."""
+        return self.phys.find(pa) is not None or any(
+            d.base <= pa < d.base + d.size for d in self.devices.values())
 
     def add_breakpoint(self, va: int) -> None:
         """Stop when the guest is about to execute va (a hook on that one address: no cost elsewhere)."""

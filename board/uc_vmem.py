@@ -25,7 +25,15 @@ from typing import Any
 from unicorn import UC_PROT_EXEC, UC_PROT_READ, UC_PROT_WRITE, Uc, UcError
 from unicorn.unicorn_py3.unicorn import uclib
 
-__all__ = ["vmem_translate", "vmem_read", "vmem_write", "UC_PROT_READ", "UC_PROT_WRITE", "UC_PROT_EXEC"]
+__all__ = [
+    "UC_PROT_EXEC",
+    "UC_PROT_READ",
+    "UC_PROT_WRITE",
+    "vmem_read",
+    "vmem_translate",
+    "vmem_translate_or_raise",
+    "vmem_write",
+]
 
 _UC_ERR_OK = 0
 _VALID_PROT = (UC_PROT_READ, UC_PROT_WRITE, UC_PROT_EXEC)
@@ -34,9 +42,7 @@ _VALID_PROT = (UC_PROT_READ, UC_PROT_WRITE, UC_PROT_EXEC)
 _translate_t = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int, ctypes.POINTER(ctypes.c_uint64)
 )
-_rw_t = ctypes.CFUNCTYPE(
-    ctypes.c_int, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t
-)
+_rw_t = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t)
 _uc_vmem_translate: Any = _translate_t(("uc_vmem_translate", uclib))
 _uc_vmem_read: Any = _rw_t(("uc_vmem_read", uclib))
 _uc_vmem_write: Any = _rw_t(("uc_vmem_write", uclib))

@@ -114,6 +114,8 @@ def prepare(request: BootRequest) -> PreparedBoot:
         profile = load_profile(request.board)
     except ProfileError as exc:
         raise InputError(str(exc), "--board") from None
+    if request.mmu not in ("unicorn", "python"):
+        raise InputError(f"unknown MMU '{request.mmu}' (unicorn or python)", "--mmu")
     if request.abi not in ABIS:
         raise InputError(f"unknown boot ABI '{request.abi}' (known: {', '.join(ABIS)})", "--abi")
     physmem = _physmem(request, profile)
@@ -160,12 +162,13 @@ def prepare(request: BootRequest) -> PreparedBoot:
 
 
 def build_machine(prep: PreparedBoot) -> Machine:
-    from kernel_sim.vm.cpu_mmu import classify_fault
+    from kernel_sim.vm.cpu_mmu import classify_fault, tlb_fill
 
     layout = prep.layout
     overlays = tuple(FileOverlay(pa, path) for pa, path in layout.overlays)
     machine = Machine(prep.profile, layout.ram_size, console=prep.request.console, overlays=overlays,
-                      fault_classifier=classify_fault)
+                      fault_classifier=classify_fault,
+                      tlb_fill=tlb_fill if prep.request.mmu == "python" else None)
     load_kernel(machine.phys, prep.image)
     write_config(machine.phys, prep.image, prep.config)
     load_modules(machine.phys, layout, prep.kernconf.mfs_image)

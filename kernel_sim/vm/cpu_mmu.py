@@ -82,3 +82,18 @@ class GuestMemory:
                 break
             out += chunk
         return out.decode("utf-8", "replace")
+
+
+def tlb_fill(machine: Machine, va: int, access: str, privileged: bool) -> tuple[int, int] | int:
+    """Answer one of Unicorn's TLB fills from the guest's tables (`armboard boot --mmu python`).
+
+    Returns (pa, UC_PROT_* permissions for this privilege) or the FSR of the fault."""
+    try:
+        t = mmu_for(machine).translate(va, access, privileged)
+    except MMUFault as fault:
+        return fault.fsr & ~(1 << 11)
+    if privileged:
+        perms = (1 if t.priv_read else 0) | (2 if t.priv_write else 0) | (4 if t.priv_exec else 0)
+    else:
+        perms = (1 if t.user_read else 0) | (2 if t.user_write else 0) | (4 if t.user_exec else 0)
+    return t.pa, perms

@@ -116,3 +116,21 @@ def test_linux_abi_uses_fake_metadata_with_the_dtb(boot):
     assert result.exit_code == 0
     assert "initarm: Linux boot ABI, DTB at 0x48000000; using fake metadata" in text
     assert result.handoff.dtbp == 0x48000000
+
+
+def test_python_mmu_gives_the_same_console_bytes(boot, sparse_image, loader_conf):
+    """Unicorn's TLB fills answered by the MMU simulator: the same boot, fill by fill."""
+    image = sparse_image(60 * M)
+    cases = [
+        {},
+        {"kernel_footprint": "9M", "mfsroot": image},                                  # external abort
+        {"kernel_footprint": "9M", "mfsroot": image, "physmem": "3G"},                 # zeros via identity
+        {"kernel_footprint": "9M", "mfsroot": image, "overrides": ["LOCORE_MAP_MB=70", "NKPT2PG=17"]},
+        {"loader_conf": loader_conf('debug.wild_access="0x12345678"\n')},              # translation fault
+    ]
+    for case in cases:
+        ours = boot(mmu="python", **case)
+        reference = boot(**case)
+        assert ours.console == reference.console, case
+        assert ours.exit_code == reference.exit_code
+        assert ours.machine.tlb_fills > 0 and reference.machine.tlb_fills == 0

@@ -355,8 +355,7 @@ def test_devices_listed() -> None:
         (
             "options VM_KMEM_SIZE_MAX=(4*1024*1024*1024)\n",
             2,
-            "VM_KMEM_SIZE_MAX=(4*1024*1024*1024) (= 4294967296) is out of range: it must be between 1 and "
-            "4294967295",
+            "VM_KMEM_SIZE_MAX=(4*1024*1024*1024) (= 4294967296) is out of range: it must be between 1 and 4294967295",
         ),
         (
             "options VM_KMEM_SIZE_SCALE=0\n",
@@ -617,9 +616,7 @@ def test_far_out_of_range_products_do_not_print_huge_numbers(tmp_path: Path) -> 
 
 # -- generated configs -----------------------------------------------------------------------------
 
-_INT_OPTIONS = [
-    name for name, opt in OPTIONS.items() if opt.kind is OptionKind.INT and opt.minimum != opt.maximum
-]
+_INT_OPTIONS = [name for name, opt in OPTIONS.items() if opt.kind is OptionKind.INT and opt.minimum != opt.maximum]
 
 
 @st.composite
@@ -644,9 +641,7 @@ def _spell(value: int, form: int) -> str:
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=60)
 @given(int_settings(), st.integers(min_value=0, max_value=3), st.booleans())
-def test_generated_int_options_round_trip(
-    tmp_path: Path, values: dict[str, int], form: int, one_line: bool
-) -> None:
+def test_generated_int_options_round_trip(tmp_path: Path, values: dict[str, int], form: int, one_line: bool) -> None:
     items = [f"{name}={_spell(value, form)}" for name, value in values.items()]
     if one_line and items:
         body = "options " + ", ".join(items) + "\n"
@@ -656,3 +651,27 @@ def test_generated_int_options_round_trip(
     assert cfg.options == values
     for name, value in values.items():
         assert cfg.value(name) == value
+
+
+# -- nothing but InputError escapes ------------------------------------------------------------------
+
+_CONF_ALPHABET = st.sampled_from(
+    list('options device makeoptions include hints ident nooptions MD_ROOT NKPT2PG md =+,#"\\()*0x9 \t\r\n')
+    + ["\x00", "\u00a0", "\u2028", "é"]
+)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=300)
+@given(st.lists(_CONF_ALPHABET, max_size=80).map("".join) | st.text(max_size=80))
+def test_arbitrary_text_raises_only_input_error(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "FUZZ"
+    path.write_text(text, encoding="utf-8", errors="surrogatepass")
+    try:
+        parse_kernconf(path)
+    except InputError as err:
+        assert err.where and err.message
+    cfg = KernelConfig()
+    try:
+        cfg.apply_override(text)
+    except InputError as err:
+        assert err.where == f"-o {text}"

@@ -53,9 +53,7 @@ def test_example(tmp_path: Path) -> None:
     assert conf.path == path
     assert [m.key for m in conf.modules] == ["mfsroot", "geom_uzip", "legacy"]
     mfsroot, uzip, legacy = conf.modules
-    assert mfsroot == ModuleSpec(
-        "mfsroot", Path("/boot/mfsroot"), "md_image", f"{path}:4", "/boot/mfsroot", None
-    )
+    assert mfsroot == ModuleSpec("mfsroot", Path("/boot/mfsroot"), "md_image", f"{path}:4", "/boot/mfsroot", None)
     assert uzip.type is None
     assert uzip.path == tmp_path / "boot/geom_uzip"
     assert uzip.name == "geom_uzip"
@@ -133,9 +131,7 @@ def test_comments_blank_lines_crlf() -> None:
 
 
 def test_relative_names_resolve_against_the_file_directory(tmp_path: Path) -> None:
-    path = write(
-        tmp_path, 'md_load="YES"\nmd_type="md_image"\nmd_name="../img/root.ufs"\n', "etc/loader.conf"
-    )
+    path = write(tmp_path, 'md_load="YES"\nmd_type="md_image"\nmd_name="../img/root.ufs"\n', "etc/loader.conf")
     (module,) = parse_loader_conf(path).modules
     assert module.path == tmp_path / "etc/../img/root.ufs"
     assert module.name == "../img/root.ufs"
@@ -209,14 +205,10 @@ def test_directory(tmp_path: Path) -> None:
 
 
 def test_add_module_appends_or_replaces_in_place(tmp_path: Path) -> None:
-    conf = parse_loader_conf(
-        write(tmp_path, 'mfsroot_load="YES"\nmfsroot_type="md_image"\nuzip_load="YES"\n')
-    )
+    conf = parse_loader_conf(write(tmp_path, 'mfsroot_load="YES"\nmfsroot_type="md_image"\nuzip_load="YES"\n'))
     spec = conf.add_module("mfsroot", "cli/root.img", where="--mfsroot cli/root.img")
     assert conf.modules[0] is spec
-    assert spec == ModuleSpec(
-        "mfsroot", Path("cli/root.img"), "md_image", "--mfsroot cli/root.img", "cli/root.img"
-    )
+    assert spec == ModuleSpec("mfsroot", Path("cli/root.img"), "md_image", "--mfsroot cli/root.img", "cli/root.img")
     extra = conf.add_module("other", Path("/x.img"), type="mfs_root", where="cli", name="/boot/x", flags="-q")
     assert conf.modules[-1] is extra and extra.name == "/boot/x" and extra.flags == "-q"
     assert [m.key for m in conf.modules] == ["mfsroot", "uzip", "other"]
@@ -231,9 +223,7 @@ def test_add_module_to_an_empty_conf() -> None:
 
 def test_set_env_and_update(tmp_path: Path) -> None:
     base = parse_loader_conf_text('a="1"\nm_load="YES"\n', "loader.conf")
-    local = parse_loader_conf_text(
-        'a="2"\nb="3"\nm_load="YES"\nm_name="other"\nn_load="YES"\n', "loader.conf.local"
-    )
+    local = parse_loader_conf_text('a="2"\nb="3"\nm_load="YES"\nm_name="other"\nn_load="YES"\n', "loader.conf.local")
     base.update(local)
     assert base.env == {"a": "2", "b": "3"}
     assert base.origin["a"] == "loader.conf.local:1"
@@ -261,3 +251,11 @@ def test_generated_env_round_trips(env: dict[str, str]) -> None:
     assert list(conf.env) == list(env)
     assert conf.modules == []
     assert [conf.origin[name] for name in env] == [f"gen.conf:{i}" for i in range(1, len(env) + 1)]
+
+
+@given(st.text(max_size=120) | st.lists(st.sampled_from(list('ab_load_name=" #\t\r\nYES.')), max_size=60).map("".join))
+def test_arbitrary_text_raises_only_input_error(text: str) -> None:
+    try:
+        parse_loader_conf_text(text, "fuzz.conf")
+    except InputError as err:
+        assert err.where is not None and err.where.startswith("fuzz.conf:")

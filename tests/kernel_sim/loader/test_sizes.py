@@ -250,3 +250,12 @@ def test_read_text_file_os_errors(tmp_path, monkeypatch, exc: OSError, wording: 
 
 def test_split_lines_keeps_editor_line_numbers() -> None:
     assert split_lines("a\r\nb\x0cc\n") == ["a", "b\x0cc", ""]
+
+
+@given(st.text(max_size=40) | st.lists(st.sampled_from(list("0123456789xXabkmgtpeB.-+ _")), max_size=25).map("".join))
+def test_arbitrary_text_raises_only_input_error(text: str) -> None:
+    for parse in (parse_size, parse_int):
+        try:
+            parse(text, where="w")
+        except InputError as err:
+            assert err.where == "w"

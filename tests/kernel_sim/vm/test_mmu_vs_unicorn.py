@@ -124,6 +124,16 @@ class Tables:
     l1: dict[int, int]
     l2: dict[int, dict[int, int]]  # table number -> {index: desc}
     vas: list[int]
+    ttbr_low: int = 0  # TTBRx bits 6:0 (walk attributes): must not change the table address
+    bad_ttbr1: bool = False  # TTBR1 points where no RAM is: external abort on the L1 walk
+
+    @property
+    def ttbr0(self) -> int:
+        return L1_0 | self.ttbr_low
+
+    @property
+    def ttbr1(self) -> int:
+        return (UNMAPPED_TABLE if self.bad_ttbr1 else L1_1) | self.ttbr_low
 
     @property
     def ttbcr(self) -> int:
@@ -210,7 +220,10 @@ def tables(draw: st.DrawFn) -> Tables:
                 idx = draw(st.sampled_from(l2_idx[table_no]))
                 low = (idx << 12) | (low & 0xFFF)
         vas.append((slot << 20) | low)
-    return Tables(n, pd, dacr, draw(st.booleans()), draw(st.booleans()), l1, l2, vas)
+    afe, tre = draw(st.booleans()), draw(st.booleans())
+    ttbr_low = draw(st.integers(0, 0x7F))
+    bad_ttbr1 = n > 0 and draw(st.sampled_from([False] * 5 + [True]))
+    return Tables(n, pd, dacr, afe, tre, l1, l2, vas, ttbr_low, bad_ttbr1)
 
 
 def install(machine: Machine, t: Tables) -> MMU:
@@ -223,9 +236,9 @@ def install(machine: Machine, t: Tables) -> MMU:
     for table_no, entries in t.l2.items():
         for idx, desc in entries.items():
             machine.uc.mem_write(L2_BASE + 0x400 * table_no + 4 * idx, struct.pack("<I", desc))
-    machine.set_regs(ttbr0=L1_0, ttbr1=L1_1, ttbcr=t.ttbcr, dacr=t.dacr, afe=t.afe, tre=t.tre)
+    machine.set_regs(ttbr0=t.ttbr0, ttbr1=t.ttbr1, ttbcr=t.ttbcr, dacr=t.dacr, afe=t.afe, tre=t.tre)
     return MMU(
-        machine.read_u32, ttbr0=L1_0, ttbr1=L1_1, ttbcr=t.ttbcr, dacr=t.dacr, afe=t.afe, tre=t.tre,
+        machine.read_u32, ttbr0=t.ttbr0, ttbr1=t.ttbr1, ttbcr=t.ttbcr, dacr=t.dacr, afe=t.afe, tre=t.tre,
         read_phys=machine.read_phys,
     )  # fmt: skip
 

@@ -1,0 +1,183 @@
+"""Numbers and sizes as FreeBSD's tools read and print them, plus the text-file reader the parsers share.
+
+Every parser of the configure step reads numbers the same way, so a value means the same thing in a
+kernel config, loader.conf, device.hints and on the command line:
+
+* ``parse_int`` follows strtoul(3) with base 0 (``0x`` hex, leading-``0`` octal, decimal): that is how
+  the kernel reads hint values (``resource_int_value`` in sys/kern/subr_hints.c).
+* ``parse_size`` follows expand_number(3) (lib/libutil/expand_number.c) and mdconfig(8) ``-s``: a
+  strtoumax base-0 number, so ``010k`` is 8 KiB as on FreeBSD, then one optional suffix
+  b/k/m/g/t/p/e in powers of 1024. Without a suffix the number counts ``default_unit`` bytes (512 for
+  tools that count sectors, as mdconfig does). In hex the letters ``b`` and ``e`` are digits, as for
+  strtoumax: ``0x1b`` is 27 units, not 1 byte.
+* ``format_size`` prints the largest unit that divides the size exactly ("9M", "1536K", "3G"), else
+  bytes with a ``B`` suffix ("123B", "0B"). It never rounds, so ``parse_size(format_size(n)) == n``;
+  humanize_number(3)-style rounding ("1.5M") would lose the exact value a user must type back.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+from kernel_sim.errors import InputError
+
+# The strtoul(3) base-0 forms: 0x hex, 0-prefixed octal (a lone "0" included), decimal.
+_INT_BODY = r"0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*"
+_INT_RE = re.compile(rf"([+-]?)({_INT_BODY})")
+_SIZE_RE = re.compile(rf"({_INT_BODY})([a-zA-Z]?)")
+_FRACTION_RE = re.compile(r"([0-9]*\.[0-9]+|[0-9]+\.[0-9]*)([a-zA-Z]?)")
+
+# expand_number(3) (lib/libutil/expand_number.c): each suffix is a power of 1024.
+SIZE_SHIFTS: dict[str, int] = {"b": 0, "k": 10, "m": 20, "g": 30, "t": 40, "p": 50, "e": 60}
+# expand_number stores into a uint64_t and fails with ERANGE beyond it.
+SIZE_MAX = (1 << 64) - 1
+
+_NUMBER_FORMS = "decimal, 0x hexadecimal or 0-prefixed octal"
+
+
+# Longer literals are junk, and Python refuses to convert decimal strings of more than 4300 digits.
+MAX_DIGITS = 1000
+
+
+def _int_value(body: str, text: str, where: str | None) -> int:
+    """The value of one strtoul base-0 literal already matched by _INT_BODY."""
+    if len(body) > MAX_DIGITS:
+        raise InputError(f"the number {text[:24]}... is far too large (over {MAX_DIGITS} digits)", where)
+    if body[:2] in ("0x", "0X"):
+        return int(body[2:], 16)
+    if body.startswith("0"):
+        return int(body, 8) if len(body) > 1 else 0
+    return int(body, 10)
+
+
+def parse_int(text: str, *, where: str | None = None) -> int:
+    """Read ``text`` as strtoul(3) with base 0 would, but reject what strtoul would silently stop at.
+
+    A leading ``-`` is accepted and gives a negative result (strtoul negates; the kernel then stores
+    the value in an int, so ``-1`` means -1); callers check their own range. Surrounding white space is
+    ignored. Anything else that is not a whole number is an InputError naming ``where``.
+    """
+    stripped = text.strip()
+    if not stripped:
+        raise InputError(f"expected a number ({_NUMBER_FORMS}), got nothing", where)
+    m = _INT_RE.fullmatch(stripped)
+    if m is None:
+        if re.fullmatch(r"[+-]?0[0-9]+", stripped):
+            raise InputError(
+                f"{stripped!r} is not a number: a leading 0 means octal, and 8 and 9 are not octal digits",
+                where,
+            )
+        raise InputError(f"{stripped!r} is not a number (expected {_NUMBER_FORMS})", where)
+    value = _int_value(m.group(2), stripped, where)
+    return -value if m.group(1) == "-" else value
+
+
+def parse_size(text: str, *, where: str | None = None, default_unit: int = 1) -> int:
+    """Read a size the way expand_number(3) and mdconfig(8) do and return it in bytes.
+
+    ``default_unit`` is the size of one unit when there is no suffix (1 for byte counts, 512 for tools
+    that count sectors). Empty, negative, fractional, overflowing or garbled sizes raise InputError.
+    """
+    if default_unit < 1:
+        raise ValueError(f"default_unit must be positive, not {default_unit}")
+    stripped = text.strip()
+    if not stripped:
+        raise InputError("the size is empty", where)
+    if stripped.startswith("-"):
+        raise InputError(f"size {stripped} is negative; sizes must be 0 or more", where)
+    m = _SIZE_RE.fullmatch(stripped)
+    if m is None:
+        frac = _FRACTION_RE.fullmatch(stripped)
+        if frac is not None:
+            raise InputError(_fraction_message(stripped, frac, default_unit), where)
+        if re.fullmatch(r"0[0-9]+[a-zA-Z]?", stripped):
+            raise InputError(
+                f"size {stripped!r} is not a number: a leading 0 means octal, and 8 and 9 are not "
+                "octal digits",
+                where,
+            )
+        raise InputError(
+            f"{stripped!r} is not a size (expected a number with an optional b, k, m, g or t suffix)",
+            where,
+        )
+    number, suffix = m.group(1), m.group(2).lower()
+    if suffix == "x":  # "0x" with no digits: strtoumax would stop after the 0
+        raise InputError(f"{stripped!r} is not a size: 0x must be followed by hexadecimal digits", where)
+    if suffix and suffix not in SIZE_SHIFTS:
+        raise InputError(
+            f"size {stripped!r} has an unknown suffix {m.group(2)!r} (use b, k, m, g, t, p or e)",
+            where,
+        )
+    value = _int_value(number, stripped, where)
+    value = value << SIZE_SHIFTS[suffix] if suffix else value * default_unit
+    if value > SIZE_MAX:
+        raise InputError(f"size {stripped} is too large: the largest size is {SIZE_MAX} bytes", where)
+    return value
+
+
+def _fraction_message(text: str, frac: re.Match[str], default_unit: int) -> str:
+    """Explain that sizes are whole numbers, suggesting the exact equivalent when there is one."""
+    message = f"size {text} is not a whole number; fractions are not accepted"
+    suffix = frac.group(2).lower()
+    if suffix and suffix not in SIZE_SHIFTS:
+        return message
+    try:
+        exact = Decimal(frac.group(1)) * ((1 << SIZE_SHIFTS[suffix]) if suffix else default_unit)
+    except InvalidOperation:  # pragma: no cover - the regex only admits valid decimals
+        return message
+    if exact == exact.to_integral_value() and 0 <= exact <= SIZE_MAX:
+        return f"{message} (write {format_size(int(exact))} instead)"
+    return message
+
+
+def format_size(n: int) -> str:
+    """Print ``n`` bytes exactly, with the largest suffix that divides it: 9M, 1536K, 3G, 123B, 0B."""
+    if n < 0:
+        raise ValueError(f"a size cannot be negative: {n}")
+    if n:
+        for suffix in "EPTGMK":
+            shift = SIZE_SHIFTS[suffix.lower()]
+            if n % (1 << shift) == 0:
+                return f"{n >> shift}{suffix}"
+    return f"{n}B"
+
+
+def read_text_file(path: str | Path, *, what: str, where: str | None = None) -> str:
+    """Return the UTF-8 text of a user's input file, or raise one InputError that says what went wrong.
+
+    Every configure-step parser reads through here so that a missing file, a directory, an unreadable
+    file or a binary file is reported as bad input (exit status 2) and never as a Python traceback.
+    ``what`` names the file's role ("kernel config", "hints file"). With ``where`` (e.g. the include
+    line that named the file), the message also names the path; without it, ``where`` is the path.
+    """
+    p = Path(path)
+    shown = f"{what} {p}" if where else what
+    loc = where or str(p)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"cannot open {shown}: no such file", loc) from None
+    except IsADirectoryError:
+        raise InputError(f"cannot read {shown}: it is a directory, not a file", loc) from None
+    except PermissionError:
+        raise InputError(f"cannot read {shown}: permission denied", loc) from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise InputError(f"cannot read {shown}: {reason}", loc) from None
+    if b"\0" in data:
+        raise InputError(f"{shown} is not a text file (it contains NUL bytes)", loc)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{shown} is not a text file (invalid UTF-8 at byte {exc.start})", loc) from None
+    return text.removeprefix("\ufeff")
+
+
+def split_lines(text: str) -> list[str]:
+    """Split on newlines only (not str.splitlines' form feeds and separators) so line numbers match editors.
+
+    A trailing carriage return is dropped from each line (files written on Windows).
+    """
+    return [line.removesuffix("\r") for line in text.split("\n")]
