@@ -7,8 +7,7 @@ Unicorn keeps the fault address inside QEMU's state and offers no API for it
 
 from __future__ import annotations
 
-from unicorn import Uc
-from unicorn.arm_const import UC_ARM_REG_PC, UC_ARM_REG_R0
+from .ucapi import UC_ARM_REG_LR, UC_ARM_REG_PC, UC_ARM_REG_R0, UC_ARM_REG_SP, Uc
 
 _cs = None
 
@@ -29,8 +28,6 @@ def _reg(uc: Uc, cs_reg: int, pc: int) -> int:
     if cs_reg == A.ARM_REG_PC:
         return pc + 8
     regs = {A.ARM_REG_R0 + i: UC_ARM_REG_R0 + i for i in range(13)}
-    from unicorn.arm_const import UC_ARM_REG_LR, UC_ARM_REG_SP
-
     regs.update({A.ARM_REG_SP: UC_ARM_REG_SP, A.ARM_REG_LR: UC_ARM_REG_LR})
     return uc.reg_read(regs[cs_reg]) if cs_reg in regs else 0
 
@@ -66,8 +63,6 @@ def data_address(uc: Uc, code: bytes, pc: int | None = None) -> tuple[int | None
     # ldm/stm/push/pop: the lowest address the transfer touches.
     reg_ops = [op for op in insn.operands if op.type == A.ARM_OP_REG]
     if name in ("push", "pop"):
-        from unicorn.arm_const import UC_ARM_REG_SP
-
         sp = uc.reg_read(UC_ARM_REG_SP)
         count = len(reg_ops)
         return ((sp - 4 * count) if name == "push" else sp) & 0xFFFFFFFF, is_write

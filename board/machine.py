@@ -14,8 +14,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from unicorn import (
+from . import exceptions as exc
+from .devices.pl011 import PL011, Console
+from .memory import FileOverlay, PhysicalMemory, Region, _anonymous
+from .profile import BoardProfile
+from .uc_vmem import vmem_read
+from .ucapi import (
     UC_ARCH_ARM,
+    UC_ARM_REG_CPSR,
+    UC_ARM_REG_PC,
+    UC_ARM_REG_R0,
+    UC_ARM_REG_R1,
+    UC_ARM_REG_R7,
+    UC_CPU_ARM_CORTEX_A15,
     UC_ERR_EXCEPTION,
     UC_ERR_FETCH_UNMAPPED,
     UC_ERR_READ_UNMAPPED,
@@ -30,7 +41,10 @@ from unicorn import (
     UC_HOOK_MEM_WRITE_UNMAPPED,
     UC_HOOK_TLB_FILL,
     UC_MEM_FETCH,
+    UC_MEM_FETCH_UNMAPPED,
     UC_MEM_WRITE,
+    UC_MEM_WRITE_PROT,
+    UC_MEM_WRITE_UNMAPPED,
     UC_MODE_ARM,
     UC_PROT_ALL,
     UC_PROT_EXEC,
@@ -39,20 +53,6 @@ from unicorn import (
     Uc,
     UcError,
 )
-from unicorn.arm_const import (
-    UC_ARM_REG_CPSR,
-    UC_ARM_REG_PC,
-    UC_ARM_REG_R0,
-    UC_ARM_REG_R1,
-    UC_ARM_REG_R7,
-    UC_CPU_ARM_CORTEX_A15,
-)
-
-from . import exceptions as exc
-from .devices.pl011 import PL011, Console
-from .memory import FileOverlay, PhysicalMemory, Region, _anonymous
-from .profile import BoardProfile
-from .uc_vmem import vmem_read
 
 HYPERCALL_IMM = 0x0AB0AB
 SEMIHOSTING_IMM = 0x123456
@@ -237,8 +237,6 @@ class Machine:
     def _on_unmapped(self, uc: Uc, access: int, address: int, size: int, value: int,
                      _user: object) -> bool:
         kind = {UC_HOOK_MEM_FETCH_UNMAPPED: "fetch"}.get(access)
-        from unicorn import UC_MEM_FETCH_UNMAPPED, UC_MEM_WRITE_PROT, UC_MEM_WRITE_UNMAPPED
-
         kind = ("fetch" if access == UC_MEM_FETCH_UNMAPPED else
                 "write" if access in (UC_MEM_WRITE_UNMAPPED, UC_MEM_WRITE_PROT) else "read")
         self._pending.unmapped = (address, kind)

@@ -4,7 +4,8 @@ Why this exists: Unicorn 2.1.4 exports ``uc_vmem_translate``, ``uc_vmem_read`` a
 from libunicorn.so.2, but its Python binding wraps none of them, and ``mem_read``/``mem_write`` and the
 memory hooks only take *physical* addresses.  The monitor, the debugger stub and the MMU agreement
 test need "what does the CPU's own MMU say about this virtual address", so these thin wrappers bind
-the three C functions on the library handle the binding has already loaded (no second dlopen).
+the three C functions on the library board.ucapi loaded (the same libunicorn.so.2 the official
+binding uses, so engines from either binding work).
 
 C signatures (unicorn 2.1.4 ``include/unicorn/unicorn.h``)::
 
@@ -22,8 +23,10 @@ from __future__ import annotations
 import ctypes
 from typing import Any
 
-from unicorn import UC_PROT_EXEC, UC_PROT_READ, UC_PROT_WRITE, Uc, UcError
-from unicorn.unicorn_py3.unicorn import uclib
+from .ucapi import UC_PROT_EXEC, UC_PROT_READ, UC_PROT_WRITE, UcError
+from .ucapi import lib as uclib
+
+Uc = Any  # board.ucapi.Uc or unicorn.Uc: both keep the engine handle in `_uch`
 
 __all__ = [
     "UC_PROT_EXEC",

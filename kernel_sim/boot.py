@@ -205,7 +205,7 @@ def boot_registers(prep: PreparedBoot, machine: Machine) -> tuple[int, int, int]
 
 def run(prep: PreparedBoot, machine: Machine | None = None) -> BootResult:
     """Boot to the hand-over, then mi_startup (unless stopping earlier)."""
-    from unicorn.arm_const import UC_ARM_REG_R0, UC_ARM_REG_R1, UC_ARM_REG_R2
+    from board.ucapi import UC_ARM_REG_R0
 
     machine = machine or build_machine(prep)
     events: list[GateEvent] = []
@@ -217,7 +217,7 @@ def run(prep: PreparedBoot, machine: Machine | None = None) -> BootResult:
 
     machine.hypercall_handler = gate
     r0, r1, r2 = boot_registers(prep, machine)
-    for reg, value in ((UC_ARM_REG_R0, r0), (UC_ARM_REG_R1, r1), (UC_ARM_REG_R2, r2)):
+    for reg, value in ((UC_ARM_REG_R0, r0), (UC_ARM_REG_R0 + 1, r1), (UC_ARM_REG_R0 + 2, r2)):
         machine.uc.reg_write(reg, value)
     image = prep.image
     seg = next(s for s in image.segments if s.vaddr <= image.entry < s.vaddr + s.memsz)

@@ -6,7 +6,6 @@ Exit status: 0 success, 1 the guest or the checked thing failed, 2 bad usage or 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -80,6 +79,8 @@ def cmd_boot(args: argparse.Namespace) -> int:
         if console_file:
             console_file.close()
     if args.json:
+        import json
+
         print(json.dumps(result_json(result), indent=2))
     elif result.exit_code != EXIT_OK:
         sys.stdout.flush()

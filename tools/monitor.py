@@ -7,7 +7,10 @@ import sys
 from collections.abc import Callable
 from typing import TextIO
 
-from unicorn.arm_const import (
+from board.exceptions import MODE_NAMES
+from board.machine import Machine
+from board.memory import PhysicalAbort as BusAbort
+from board.ucapi import (
     UC_ARM_REG_CPSR,
     UC_ARM_REG_LR,
     UC_ARM_REG_PC,
@@ -15,10 +18,6 @@ from unicorn.arm_const import (
     UC_ARM_REG_SP,
     UC_ARM_REG_SPSR,
 )
-
-from board.exceptions import MODE_NAMES
-from board.machine import Machine
-from board.memory import PhysicalAbort as BusAbort
 from kernel_sim.errors import InputError
 from kernel_sim.loader.sizes import parse_int
 from kernel_sim.vm.cpu_mmu import mmu_for

@@ -5,9 +5,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from unicorn.arm_const import UC_ARM_REG_R0
-
 from board.machine import Machine
+from board.ucapi import UC_ARM_REG_R0
 from kernel_sim.guest.abi import FATAL_KINDS, HANDOFF_SIZE, HC_FATAL, HC_HANDOVER, HC_PANIC, Handoff, unpack_handoff
 from kernel_sim.vm.cpu_mmu import GuestMemory
 from kernel_sim.vm.mmu import MMUFault

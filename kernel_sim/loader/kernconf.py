@@ -29,7 +29,6 @@ sets a flag, ``-o NAME=0`` (or ``no``/``off``/``false``) clears a flag and ``-o 
 from __future__ import annotations
 
 import copy
-import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -442,6 +441,8 @@ def _resolve(path: Path) -> Path:
 def _unknown_keyword(keyword: str, args: list[_Token]) -> str:
     if args and args[0].kind in ("=", "+="):
         return f"unknown keyword {keyword!r}: set options with 'options {keyword}=VALUE'"
+    import difflib  # only on the error path: it is slow to import
+
     close = difflib.get_close_matches(keyword, _KEYWORDS, n=1, cutoff=0.7)
     hint = f"; did you mean {close[0]}?" if close else ""
     return f"unknown keyword {keyword!r}{hint}"

@@ -13,7 +13,6 @@ Each default carries the FreeBSD source path it comes from.
 
 from __future__ import annotations
 
-import difflib
 import enum
 import re
 from collections.abc import Mapping
@@ -311,6 +310,8 @@ def lookup_option(name: str, *, where: str | None) -> Option:
         raise InputError(
             f"unknown option {name}: option names are case-sensitive; did you mean {name.upper()}?", where
         )
+    import difflib  # only on the error path: it is slow to import
+
     close = difflib.get_close_matches(name, list(OPTIONS), n=1, cutoff=0.75)
     hint = f"; did you mean {close[0]}?" if close else ""
     raise InputError(f"unknown option {name}{hint}", where)
@@ -328,6 +329,8 @@ def check_device(name: str, *, where: str | None) -> str:
         raise InputError(
             f"unknown device {name}: device names are case-sensitive; did you mean {name.lower()}?", where
         )
+    import difflib  # only on the error path: it is slow to import
+
     close = difflib.get_close_matches(name, list(DEVICES), n=1, cutoff=0.75)
     hint = f"; did you mean {close[0]}?" if close else ""
     raise InputError(f"unknown device {name}{hint}", where)

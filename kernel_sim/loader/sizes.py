@@ -18,7 +18,6 @@ kernel config, loader.conf, device.hints and on the command line:
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from kernel_sim.errors import InputError
@@ -119,6 +118,8 @@ def parse_size(text: str, *, where: str | None = None, default_unit: int = 1) ->
 
 def _fraction_message(text: str, frac: re.Match[str], default_unit: int) -> str:
     """Explain that sizes are whole numbers, suggesting the exact equivalent when there is one."""
+    from decimal import Decimal, InvalidOperation  # only on the error path: slow to import
+
     message = f"size {text} is not a whole number; fractions are not accepted"
     suffix = frac.group(2).lower()
     if suffix and suffix not in SIZE_SHIFTS:
