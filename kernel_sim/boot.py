@@ -99,13 +99,17 @@ def _physmem(request: BootRequest, profile: BoardProfile) -> int:
 
 
 def _footprint(request: BootRequest) -> int | None:
+    """--kernel-footprint: a size (9M), or a real kernel ELF whose PT_LOAD segments give the size."""
     text = request.kernel_footprint
     if text is None:
         return None
-    path = Path(text)
-    if path.exists() or "/" in text or text.endswith((".elf", "kernel")):
-        return footprint_of(read_kernel_elf(path, what="footprint kernel"))
-    return parse_size(text, where="--kernel-footprint")
+    try:
+        return parse_size(text, where="--kernel-footprint")
+    except InputError:
+        if not Path(text).exists():
+            raise InputError(f"{text!r} is neither a size (e.g. 9M) nor an existing kernel ELF",
+                             "--kernel-footprint") from None
+    return footprint_of(read_kernel_elf(Path(text), what="footprint kernel"))
 
 
 def prepare(request: BootRequest) -> PreparedBoot:

@@ -78,6 +78,17 @@ def diagnose_fatal(report: FatalReport, image: GuestImage, layout: BootLayout, o
     fault = (f"a fatal {report.kind} ('{status}' on {access}, FSR 0x{report.fsr:03x}) at virtual address "
              f"0x{report.far:08x}, {_where(image, report.pc)}" if status else
              f"a fatal {report.kind} at {_where(image, report.pc)}")
+    ram_end = layout.ram_base + layout.ram_size
+    if stage == "pmap_bootstrap" and report.far >= ram_end and report.far < KERNVIRTADDR:
+        tables = (4 + 1 + options["NKPT2PG"]) * 4096
+        need_end = -(-layout.pa(layout.kernend) // MIB) * MIB + tables
+        need = need_end - layout.ram_base
+        return Diagnosis(stage, f"Boot failed in pmap_bootstrap: {fault}. pmap_bootstrap allocates its page "
+                                f"tables (L1, PT2TAB and NKPT2PG={options['NKPT2PG']} pages, {tables // 1024} KiB) "
+                                f"after the kernel end rounded up to 1 MiB, at physical 0x{report.far & ~0xFFF:08x}, "
+                                f"but RAM ends at 0x{ram_end:08x}. Boot with --physmem "
+                                f"{-(-need // MIB)}M or more (or shrink the kernel and its modules).",
+                         "physmem", -(-need // MIB))
     window_end = KERNVIRTADDR + options["LOCORE_MAP_MB"] * MIB
     if stage == "initarm" and window_end <= report.far < layout.kernend + 64 * 1024:
         return locore_window(layout, options["LOCORE_MAP_MB"],

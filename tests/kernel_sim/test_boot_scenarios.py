@@ -134,3 +134,56 @@ def test_python_mmu_gives_the_same_console_bytes(boot, sparse_image, loader_conf
         assert ours.console == reference.console, case
         assert ours.exit_code == reference.exit_code
         assert ours.machine.tlb_fills > 0 and reference.machine.tlb_fills == 0
+
+
+def test_boot_tables_beyond_ram_name_the_physmem_that_fits(boot):
+    small = boot(physmem="16M", kernel_footprint="15M")
+    assert small.exit_code == 1 and small.stage == "pmap_bootstrap"
+    assert small.diagnosis.option == "physmem" and small.diagnosis.suggested == 17
+    assert boot(physmem="17M", kernel_footprint="15M").exit_code == 0
+
+
+def test_footprint_from_a_real_kernel_elf(boot, tmp_path):
+    """The PT_LOAD segments of an ELF give the footprint: here the guest's own, grown by a big .bss."""
+    import struct
+
+    from kernel_sim.guest.build import guest_image
+
+    data = bytearray(guest_image().elf_path.read_bytes())
+    phoff, phentsize, phnum = struct.unpack_from("<I", data, 28)[0], *struct.unpack_from("<HH", data, 42)
+    last = max(i for i in range(phnum) if struct.unpack_from("<I", data, phoff + i * phentsize)[0] == 1)
+    off = phoff + last * phentsize
+    vaddr = struct.unpack_from("<I", data, off + 8)[0]
+    struct.pack_into("<I", data, off + 20, 0xC0000000 + 12 * M - vaddr)   # memsz up to 12 MiB
+    real = tmp_path / "kernel.real"
+    real.write_bytes(bytes(data))
+    result = boot(kernel_footprint=str(real))
+    assert result.prepared.layout.kernel_size == 12 * M
+    assert result.exit_code == 0
+
+
+def test_md_root_embedded_image_is_written_into_the_kernel(boot, tmp_path):
+    image = tmp_path / "mfs.img"
+    image.write_bytes(b"UFS!" + bytes(4092))
+    conf = tmp_path / "KERNCONF"
+    conf.write_text(f"ident MDROOT\noptions MD_ROOT\noptions MD_ROOT_SIZE=64\nmakeoptions MFS_IMAGE={image}\n")
+    result = boot(kernconf=conf)
+    assert result.exit_code == 0
+    va, size = result.prepared.layout.embedded_md
+    assert size == 64 * 1024
+    assert result.machine.phys.read(result.prepared.layout.pa(va), 4) == b"UFS!"
+    assert result.prepared.layout.kernel_end_va == va + size
+
+
+def test_mfs_image_larger_than_md_root_size_is_an_input_error(tmp_path):
+    import pytest
+
+    from kernel_sim import boot as boot_mod
+    from kernel_sim.errors import InputError
+
+    image = tmp_path / "mfs.img"
+    image.write_bytes(bytes(8192))
+    conf = tmp_path / "KERNCONF"
+    conf.write_text(f"ident MDROOT\noptions MD_ROOT\noptions MD_ROOT_SIZE=4\nmakeoptions MFS_IMAGE={image}\n")
+    with pytest.raises(InputError, match="larger than MD_ROOT_SIZE"):
+        boot_mod.prepare(boot_mod.BootRequest(kernconf=conf))

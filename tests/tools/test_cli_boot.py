@@ -140,3 +140,19 @@ def test_inputs_are_not_modified(capsys, tmp_path, sparse_image):
     code, _, _ = run_cli(capsys, "boot", "--mfsroot", str(image))
     assert code == 0
     assert hashlib.sha256(image.read_bytes()).hexdigest() == before
+
+
+def test_interactive_monitor_reads_commands_until_quit(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "tools.cli", "boot", "--console", str(tmp_path / "con"),
+                           "--stop-at", "handover", "--monitor"],
+                          input=b"info registers\nx/2 0xc0000000\nbogus\nquit\ninfo mem\n",
+                          capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.decode()
+    assert out.count("(armboard) ") == 4          # stops reading at quit
+    assert "SCTLR=" in out and "c0000000: 0x" in out and "unknown command 'bogus'" in out
+
+
+def test_kernel_footprint_neither_size_nor_file(capsys):
+    code, _, err = run_cli(capsys, "boot", "--kernel-footprint", "nine-megs")
+    assert_input_error(code, err, "--kernel-footprint", "neither a size")
