@@ -14,6 +14,14 @@ pytestmark = pytest.mark.interop
 QEMU = shutil.which("qemu-system-arm")
 
 
+def run_qemu(elf) -> subprocess.CompletedProcess:
+    """The guest on QEMU's virt board, as its -kernel loads an ELF, with semihosting for the exit."""
+    return subprocess.run(
+        [QEMU, "-M", "virt", "-cpu", "cortex-a15", "-m", "256", "-nographic", "-monitor", "none",
+         "-serial", "stdio", "-kernel", str(elf), "-semihosting-config", "enable=on,target=native"],
+        capture_output=True, timeout=60)
+
+
 def early_lines(text: str) -> list[str]:
     lines = text.replace("\r\n", "\n").splitlines()
     end = next(i for i, line in enumerate(lines) if line.startswith("initarm: hand-over"))
@@ -30,10 +38,7 @@ def test_qemu_prints_the_same_early_lines(tmp_path, overrides):
     assert ours.exit_code == 0
     elf = tmp_path / "kernel.elf"
     write_configured_elf(prep.image, prep.config, elf)
-    proc = subprocess.run(
-        [QEMU, "-M", "virt", "-cpu", "cortex-a15", "-m", "256", "-nographic", "-monitor", "none",
-         "-serial", "stdio", "-kernel", str(elf), "-semihosting-config", "enable=on,target=native"],
-        capture_output=True, timeout=60)
+    proc = run_qemu(elf)
     text = proc.stdout.decode()
     assert proc.returncode == 0, proc.stderr
     assert early_lines(text) == early_lines(ours.console.decode())
@@ -48,10 +53,7 @@ def test_qemu_shows_the_same_nkpt2pg_panic(tmp_path):
     assert ours.exit_code == 1
     elf = tmp_path / "kernel.elf"
     write_configured_elf(prep.image, prep.config, elf)
-    proc = subprocess.run(
-        [QEMU, "-M", "virt", "-cpu", "cortex-a15", "-m", "256", "-nographic", "-monitor", "none",
-         "-serial", "stdio", "-kernel", str(elf), "-semihosting-config", "enable=on,target=native"],
-        capture_output=True, timeout=60)
+    proc = run_qemu(elf)
     assert proc.returncode == 1
     assert "panic: pmap_preboot_pt2pg_setup: NKPT2PG too small" in proc.stdout.decode()
     ours_lines = ours.console.decode().splitlines()

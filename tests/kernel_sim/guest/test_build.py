@@ -31,3 +31,18 @@ def test_image_has_entry_config_and_symbols():
         assert name in image.symbols
     assert image.symbols["exception_vectors"] % 32 == 0
     assert image.symbol_at(image.symbols["initarm"] + 8) == "initarm+0x8"
+
+
+def test_guest_abort_strings_match_the_python_decoder():
+    """trap.c prints the FSR description itself; the diagnosis decodes it in Python: same table."""
+    import re
+
+    from kernel_sim.vm.mmu import decode_fsr
+
+    source = (build.GUEST_DIR / "trap.c").read_text()
+    table = source[source.index("aborts[32] = {"):source.index("};", source.index("aborts[32] = {"))]
+    strings = re.findall(r'"([^"]*)"', table)
+    assert len(strings) == 32
+    for index, text in enumerate(strings):
+        fsr = (index & 0xF) | ((index & 0x10) << 6)
+        assert decode_fsr(fsr) == text
