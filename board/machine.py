@@ -11,12 +11,12 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from . import exceptions as exc
 from .devices.pl011 import PL011, Console
-from .memory import FileOverlay, PhysicalMemory, Region, _anonymous
+from .memory import FileOverlay, PhysicalMemory, Region, anonymous_mapping
 from .profile import BoardProfile
 from .uc_vmem import vmem_read
 from .ucapi import (
@@ -67,7 +67,7 @@ EXIT_ADDRESS = 0xFFFFFFFC
 class Stop:
     """Why the run loop returned."""
 
-    kind: str                 # "exit", "hypercall", "timeout", "error"
+    kind: str                 # "exit", "hypercall", "breakpoint", "timeout", "error"
     code: int = 0             # semihosting exit status, or the hypercall number
     detail: str = ""
     value: object = None      # what a hypercall handler returned
@@ -99,7 +99,6 @@ class _Pending:
     stop: Stop | None = None
     unmapped: tuple[int, str] | None = None
     refused_fill: tuple[int, str, int] | None = None
-    faults: list[Fault] = field(default_factory=list)
 
 
 class Machine:
@@ -116,7 +115,7 @@ class Machine:
         self.phys = PhysicalMemory()
         self.phys.add_ram(profile.ram_base, ram_size, overlays)
         for f in profile.flash:
-            self.phys.add(Region(f.base, f.size, _anonymous(f.size), "flash", f.name, writable=False))
+            self.phys.add(Region(f.base, f.size, anonymous_mapping(f.size), "flash", f.name, writable=False))
         for region in self.phys.regions:
             perms = UC_PROT_ALL if region.writable else UC_PROT_READ | UC_PROT_EXEC
             self.uc.mem_map_ptr(region.base, region.size, perms, region.address())
@@ -236,7 +235,6 @@ class Machine:
 
     def _on_unmapped(self, uc: Uc, access: int, address: int, size: int, value: int,
                      _user: object) -> bool:
-        kind = {UC_HOOK_MEM_FETCH_UNMAPPED: "fetch"}.get(access)
         kind = ("fetch" if access == UC_MEM_FETCH_UNMAPPED else
                 "write" if access in (UC_MEM_WRITE_UNMAPPED, UC_MEM_WRITE_PROT) else "read")
         self._pending.unmapped = (address, kind)

@@ -55,7 +55,7 @@ class PhysicalAbort(Exception):
         self.pa = pa
 
 
-def _anonymous(size: int) -> mmap.mmap:
+def anonymous_mapping(size: int) -> mmap.mmap:
     return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,
                      prot=mmap.PROT_READ | mmap.PROT_WRITE)
 
@@ -85,14 +85,14 @@ class PhysicalMemory:
             if length == 0:
                 continue
             if ov.pa > cursor:
-                self.add(Region(cursor, ov.pa - cursor, _anonymous(ov.pa - cursor), "ram", "ram"))
+                self.add(Region(cursor, ov.pa - cursor, anonymous_mapping(ov.pa - cursor), "ram", "ram"))
             with open(ov.path, "rb") as f:
                 host = mmap.mmap(f.fileno(), length, flags=mmap.MAP_PRIVATE,
                                  prot=mmap.PROT_READ | mmap.PROT_WRITE)
             self.add(Region(ov.pa, length, host, "file", str(ov.path)))
             cursor = ov.pa + length
         if cursor < base + size:
-            self.add(Region(cursor, base + size - cursor, _anonymous(base + size - cursor), "ram", "ram"))
+            self.add(Region(cursor, base + size - cursor, anonymous_mapping(base + size - cursor), "ram", "ram"))
 
     def find(self, pa: int) -> Region | None:
         i = bisect_right(self._bases, pa) - 1
