@@ -142,12 +142,12 @@ def prepare(request: BootRequest) -> PreparedBoot:
     if mfs_image is not None:
         if not md_root_size:
             raise InputError("makeoptions MFS_IMAGE needs options MD_ROOT and MD_ROOT_SIZE",
-                             kernconf.origin.get("MFS_IMAGE", str(request.kernconf)))
+                             kernconf.origin.get("makeoptions MFS_IMAGE", str(request.kernconf)))
         try:
             size = mfs_image.stat().st_size
         except OSError:
             raise InputError(f"MFS_IMAGE {mfs_image} cannot be read",
-                             kernconf.origin.get("MFS_IMAGE", str(request.kernconf))) from None
+                             kernconf.origin.get("makeoptions MFS_IMAGE", str(request.kernconf))) from None
         if size > md_root_size:
             raise InputError(f"MFS_IMAGE {mfs_image} ({size} bytes) is larger than MD_ROOT_SIZE "
                              f"({md_root_size // 1024} KiB)", kernconf.origin_of("MD_ROOT_SIZE"))
