@@ -4,7 +4,7 @@ set -euo pipefail
 top="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$top/.venv"
 stamp="$venv/.armboard-installed"
-if [ -f "$stamp" ] && [ "$stamp" -nt "$top/pyproject.toml" ]; then
+if [ -f "$stamp" ] && [ "$stamp" -nt "$top/pyproject.toml" ] && [ "$stamp" -nt "$top/scripts/setup.sh" ]; then
     exit 0
 fi
 python3 -m venv "$venv" >&2
