@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from . import exceptions as exc
+from .devices.cfi import CfiFlash, CfiGeometry, FlashImage
 from .devices.pl011 import PL011, Console
-from .memory import FileOverlay, PhysicalMemory, Region, anonymous_mapping
+from .memory import FileOverlay, PhysicalMemory
 from .profile import BoardProfile
 from .uc_vmem import vmem_read
 from .ucapi import (
@@ -85,6 +86,28 @@ class Fault:
     access: str = "read"
 
 
+FLASH_GEOMETRIES: dict[str, Callable[[], CfiGeometry]] = {
+    "qemu-virt": CfiGeometry.qemu_virt,
+    "geom-map-example": CfiGeometry.geom_map_example,
+}
+
+
+@dataclass
+class FlashBank:
+    """A CFI flash on the bus: plain memory while in read-array mode, MMIO otherwise."""
+
+    base: int
+    size: int
+    device: CfiFlash
+    mapped_as: str = ""       # "memory" or "mmio"
+
+    @property
+    def address(self) -> int:
+        import ctypes
+
+        return ctypes.addressof(ctypes.c_char.from_buffer(self.device.image.host))
+
+
 # A hypercall handler returns None to let the guest continue, or a value to stop the run.
 HypercallHandler = Callable[["Machine", int], object]
 # Classifies a data/prefetch abort from the MMU's view: (va, access) -> FSR value.
@@ -99,6 +122,7 @@ class _Pending:
     stop: Stop | None = None
     unmapped: tuple[int, str] | None = None
     refused_fill: tuple[int, str, int] | None = None
+    flash_write: FlashBank | None = None
 
 
 class Machine:
@@ -106,7 +130,8 @@ class Machine:
 
     def __init__(self, profile: BoardProfile, ram_size: int, *, console: BinaryIO | None = None,
                  overlays: tuple[FileOverlay, ...] = (),
-                 fault_classifier: FaultClassifier | None = None, tlb_fill: TlbFill | None = None) -> None:
+                 fault_classifier: FaultClassifier | None = None, tlb_fill: TlbFill | None = None,
+                 flash_images: dict[str, FlashImage] | None = None) -> None:
         self.profile = profile
         self.ram_size = ram_size
         self.uc = Uc(UC_ARCH_ARM, UC_MODE_ARM)
@@ -114,11 +139,18 @@ class Machine:
         self.cp15 = exc.CP15(self.uc)
         self.phys = PhysicalMemory()
         self.phys.add_ram(profile.ram_base, ram_size, overlays)
-        for f in profile.flash:
-            self.phys.add(Region(f.base, f.size, anonymous_mapping(f.size), "flash", f.name, writable=False))
         for region in self.phys.regions:
-            perms = UC_PROT_ALL if region.writable else UC_PROT_READ | UC_PROT_EXEC
-            self.uc.mem_map_ptr(region.base, region.size, perms, region.address())
+            self.uc.mem_map_ptr(region.base, region.size, UC_PROT_ALL, region.address())
+        self.flash: dict[str, FlashBank] = {}
+        self._flash_remap: set[str] = set()
+        for f in profile.flash:
+            if f.geometry not in FLASH_GEOMETRIES:
+                raise ValueError(f"board {profile.name}: unknown flash geometry '{f.geometry}'")
+            image = (flash_images or {}).get(f.name)
+            device = CfiFlash(FLASH_GEOMETRIES[f.geometry](), image, name=f.name,
+                              on_mode_change=lambda _ra, name=f.name: self._flash_mode_changed(name))
+            self.flash[f.name] = bank = FlashBank(f.base, f.size, device)
+            self._map_flash(bank)
         self.console = Console(console)
         self.devices: dict[str, PL011] = {}
         for spec in profile.devices:
@@ -233,10 +265,47 @@ class Machine:
         exc.enter(uc, self.cp15, exc.UNDEFINED, pc)
         return True
 
+    # ------------------------------------------------------------------ flash
+    def _map_flash(self, bank: FlashBank) -> None:
+        """Read-array mode: the array as plain memory (writes trap); otherwise MMIO to the device."""
+        want = "memory" if bank.device.in_read_array else "mmio"
+        if bank.mapped_as == want:
+            return
+        if bank.mapped_as:
+            self.uc.mem_unmap(bank.base, bank.size)
+        if want == "memory":
+            self.uc.mem_map_ptr(bank.base, bank.size, UC_PROT_READ | UC_PROT_EXEC, bank.address)
+        else:
+            self.uc.mmio_map(bank.base, bank.size, self._flash_read, bank.device, self._flash_write, bank.device)
+        bank.mapped_as = want
+
+    def _flash_read(self, uc: Uc, offset: int, size: int, dev: CfiFlash) -> int:
+        return dev.read(offset, size)
+
+    def _flash_write(self, uc: Uc, offset: int, size: int, value: int, dev: CfiFlash) -> None:
+        dev.write(offset, size, value)
+
+    def _flash_mode_changed(self, name: str) -> None:
+        """Called by a bank entering or leaving read-array: remap once the CPU is stopped."""
+        self._flash_remap.add(name)
+        self.uc.emu_stop()
+
+    def flash_at(self, pa: int) -> FlashBank | None:
+        for bank in self.flash.values():
+            if bank.base <= pa < bank.base + bank.size:
+                return bank
+        return None
+
     def _on_unmapped(self, uc: Uc, access: int, address: int, size: int, value: int,
                      _user: object) -> bool:
         kind = ("fetch" if access == UC_MEM_FETCH_UNMAPPED else
                 "write" if access in (UC_MEM_WRITE_UNMAPPED, UC_MEM_WRITE_PROT) else "read")
+        bank = self.flash_at(address) if access == UC_MEM_WRITE_PROT else None
+        if bank is not None:
+            # A write to flash in read-array mode is a command: map the bank as MMIO and let the
+            # store run again, so the device sees it exactly once.
+            self._pending.flash_write = bank
+            return False
         self._pending.unmapped = (address, kind)
         return False
 
@@ -311,6 +380,16 @@ class Machine:
                     raise pending.error
                 if pending.stop is not None:
                     return pending.stop
+                for name in sorted(self._flash_remap):
+                    self._map_flash(self.flash[name])
+                self._flash_remap.clear()
+                if error is not None and pending.flash_write is not None:
+                    bank = pending.flash_write
+                    self.uc.mem_unmap(bank.base, bank.size)
+                    self.uc.mmio_map(bank.base, bank.size, self._flash_read, bank.device, self._flash_write,
+                                     bank.device)
+                    bank.mapped_as = "mmio"
+                    error = None
                 if error is not None:
                     if pending.refused_fill is not None and error.errno == UC_ERR_EXCEPTION:
                         self._refused_fill_abort(*pending.refused_fill)
@@ -328,7 +407,7 @@ class Machine:
 
     def decodes(self, pa: int) -> bool:
         """Whether anything (memory or a device) answers at this physical address."""
-        return self.phys.find(pa) is not None or any(
+        return self.phys.find(pa) is not None or self.flash_at(pa) is not None or any(
             d.base <= pa < d.base + d.size for d in self.devices.values())
 
     def add_breakpoint(self, va: int) -> None:

@@ -21,6 +21,7 @@ class RegionSpec:
     base: int
     size: int
     type: str = "memory"
+    geometry: str = ""      # for flash banks: a CFI geometry name (board/devices/cfi.py)
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ def load_profile(name_or_path: str) -> BoardProfile:
     try:
         data = _read_toml(path)
         ram = data["ram"]
-        flash = tuple(RegionSpec(f["name"], int(f["base"]), int(f["size"]), "flash")
+        flash = tuple(RegionSpec(f["name"], int(f["base"]), int(f["size"]), "flash", f.get("geometry", "qemu-virt"))
                       for f in data.get("flash", ()))
         devices = tuple(RegionSpec(d["name"], int(d["base"]), int(d["size"]), d["type"])
                         for d in data.get("device", ()))

@@ -71,6 +71,7 @@ _uc_emu_stop = _proto("uc_emu_stop", _int, _vp)
 _uc_reg_read = _proto("uc_reg_read", _int, _vp, _int, _vp)
 _uc_reg_write = _proto("uc_reg_write", _int, _vp, _int, _vp)
 _uc_mem_map_ptr = _proto("uc_mem_map_ptr", _int, _vp, _u64, _size, _u32, _vp)
+_uc_mem_unmap = _proto("uc_mem_unmap", _int, _vp, _u64, _size)
 _uc_mem_read = _proto("uc_mem_read", _int, _vp, _u64, _vp, _size)
 _uc_mem_write = _proto("uc_mem_write", _int, _vp, _u64, _vp, _size)
 _uc_mmio_map = _proto("uc_mmio_map", _int, _vp, _u64, _size, _vp, _vp, _vp, _vp)
@@ -177,6 +178,9 @@ class Uc:
     # -- memory
     def mem_map_ptr(self, address: int, size: int, perms: int, ptr: int) -> None:
         _check(_uc_mem_map_ptr(self._uch, address, size, perms, ptr))
+
+    def mem_unmap(self, address: int, size: int) -> None:
+        _check(_uc_mem_unmap(self._uch, address, size))
 
     def mem_read(self, address: int, size: int) -> bytes:
         buf = ctypes.create_string_buffer(size)

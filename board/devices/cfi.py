@@ -19,8 +19,9 @@ Where this model and QEMU or real parts differ, on purpose:
   block erase happens at the 0xD0 confirm at the confirm's block (QEMU erases at the 0x20 cycle);
   a wrong confirm or an unknown command is a command sequence error, SR.4|SR.5, as on real parts
   (QEMU falls back to read array). 0x00 and 0xF0 return to read array and 0x50 clears the status
-  and returns to read array, as in QEMU. Status after reset reads 0 (the QEMU the reference
-  describes; newer QEMU and real parts show SR.7 = 1).
+  and returns to read array, as in QEMU. Status after reset reads SR.7 = 1 (ready), as Debian's
+  QEMU 7.2 was measured to answer (0x00800080) and as real parts do; the reference's "reads 0"
+  did not hold for that QEMU.
 - Intel locking is modelled (QEMU has none): lock bit and lock-down bit per block, shown at offset 2
   of a block in the ID space; WP# is held low, so locked-down blocks stay locked until reset.
 - AMD: programming a 0 bit to 1 ends in the DQ5 failure state until 0xF0 (real parts do this;
@@ -389,8 +390,12 @@ class CfiFlash:
 
     # ------------------------------------------------------------------ host side
     def reset(self) -> None:
-        """Power-on / RESET# pin: read-array mode, status 0; Intel lock bits to their power-up state."""
-        self.wcycle, self.cmd, self.status = 0, 0x00, 0x00
+        """Power-on / RESET# pin: read-array mode; Intel lock bits to their power-up state.
+
+        An Intel part's status reads SR.7 (ready) after reset: measured on Debian's QEMU 7.2, whose
+        virt flash answers 0x70 right after boot with 0x00800080 (both chips ready)."""
+        self.wcycle, self.cmd = 0, 0x00
+        self.status = 0x00 if self._amd else SR_READY
         self._clear_operation()
         self.bypass = False
         if not self._amd:   # Intel lock bits are volatile; AMD sector protection is not
