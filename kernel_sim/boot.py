@@ -18,9 +18,18 @@ from board.profile import BoardProfile, ProfileError, load_profile
 from kernel_sim.errors import InputError
 from kernel_sim.guest.abi import MIB, GuestConfig, Handoff
 from kernel_sim.guest.build import GuestImage, guest_image
-from kernel_sim.kern.diagnose import Diagnosis, diagnose_fatal, diagnose_lost_metadata, diagnose_panic
+from kernel_sim.kern.diagnose import (
+    Diagnosis,
+    diagnose_fatal,
+    diagnose_kmem,
+    diagnose_kva_panic,
+    diagnose_lost_metadata,
+    diagnose_panic,
+    diagnose_userland,
+)
 from kernel_sim.kern.hypercalls import GateEvent, handle_hypercall
-from kernel_sim.kern.startup import MemorySummary, mi_startup
+from kernel_sim.kern.panic import KernelPanic
+from kernel_sim.kern.startup import MemorySummary, Startup, mi_startup
 from kernel_sim.loader import layout as layout_mod
 from kernel_sim.loader.hints import parse_hints
 from kernel_sim.loader.kernconf import KernelConfig, parse_kernconf
@@ -80,6 +89,7 @@ class BootResult:
     memory: MemorySummary | None = None
     stop: Stop | None = None
     event: GateEvent | None = None
+    startup: Startup | None = None
 
     @property
     def console(self) -> bytes:
@@ -276,7 +286,28 @@ def _after_handover(result: BootResult, handoff: Handoff) -> BootResult:
         result.exit_code, result.status = 0, "stopped"
         result.message = "Stopped at the hand-over to the Python kernel."
         return result
-    result.memory = mi_startup(result.machine, handoff, prep.layout, prep.kernconf.ident or "GENERIC")
-    result.exit_code, result.status, result.stage = 0, "halted", "mi_startup"
-    result.message = "The kernel halted cleanly."
+    try:
+        startup = mi_startup(result.machine, handoff, prep.layout, prep.kernconf.ident or "GENERIC",
+                             options=dict(prep.kernconf.options), env=prep.loader.env)
+    except KernelPanic as panic:
+        result.machine.console.write_text(panic.console_line + "cpuid = 0\n")
+        result.stage, result.message = "mi_startup", f"Boot failed in mi_startup: panic \"{panic.message}\"."
+        return result
+    result.startup = startup
+    result.memory = startup.memory
+    if startup.outcome == "halted":
+        result.exit_code, result.status, result.stage = 0, "halted", "mi_startup"
+        result.message = "The kernel halted cleanly."
+        return result
+    if startup.outcome == "panic" and startup.kstack_failure is None:
+        result.diagnosis = diagnose_kva_panic(startup)
+    elif startup.outcome == "panic":
+        result.diagnosis = diagnose_userland(startup)
+        result.diagnosis = Diagnosis("init", f"Boot failed: panic \"{startup.panic}\". " + result.diagnosis.text,
+                                     result.diagnosis.option, result.diagnosis.suggested)
+    elif startup.outcome == "userland":
+        result.diagnosis = diagnose_userland(startup)
+    else:
+        result.diagnosis = diagnose_kmem(startup)
+    result.stage, result.message = result.diagnosis.stage, result.diagnosis.text
     return result

@@ -88,7 +88,7 @@ def cmd_boot(args: argparse.Namespace) -> int:
     if args.monitor_commands or args.monitor:
         from tools.monitor import Monitor, MonitorError, interactive
 
-        monitor = Monitor(result.machine)
+        monitor = Monitor(result.machine, sysctl=result.startup.sysctl if result.startup else None)
         for command in args.monitor_commands:
             try:
                 monitor.run(command)

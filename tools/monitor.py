@@ -19,6 +19,7 @@ from board.ucapi import (
     UC_ARM_REG_SPSR,
 )
 from kernel_sim.errors import InputError
+from kernel_sim.kern.sysctl import SysctlError, SysctlTree
 from kernel_sim.loader.sizes import parse_int
 from kernel_sim.vm.cpu_mmu import mmu_for
 from kernel_sim.vm.mmu import MMUFault
@@ -29,12 +30,13 @@ class MonitorError(Exception):
 
 
 class Monitor:
-    def __init__(self, machine: Machine, out: TextIO = sys.stdout) -> None:
+    def __init__(self, machine: Machine, out: TextIO = sys.stdout, sysctl: SysctlTree | None = None) -> None:
         self.machine = machine
         self.out = out
+        self.sysctl = sysctl
         self.commands: dict[str, Callable[[list[str]], None]] = {
             "info": self.info, "x": self.examine, "xp": self.examine, "quit": self.quit, "q": self.quit,
-            "help": self.help,
+            "help": self.help, "sysctl": self.sysctl_command,
         }
         self.done = False
 
@@ -52,7 +54,26 @@ class Monitor:
             handler(words[1:])
 
     def help(self, _args: list[str]) -> None:
-        self.out.write("info registers | info mem | x/N[wbx] ADDR (virtual) | xp/N ADDR (physical) | quit\n")
+        self.out.write("info registers | info mem | x/N[wbx] ADDR (virtual) | xp/N ADDR (physical) | "
+                       "sysctl [-d] [NAME...] | quit\n")
+
+    def sysctl_command(self, args: list[str]) -> None:
+        """sysctl(8): `sysctl NAME` prints "NAME: value"; a node prints every leaf; -d the description."""
+        if self.sysctl is None:
+            raise MonitorError("sysctl: the Python kernel has not started (the boot stopped before mi_startup)")
+        describe = bool(args) and args[0] == "-d"
+        names = args[1:] if describe else args
+        try:
+            for name in names or [""]:
+                if describe:
+                    self.out.write(self.sysctl.describe(name) + "\n")
+                elif name:
+                    self.out.write(self.sysctl.format(name) + "\n")
+                else:
+                    for leaf in self.sysctl.list(""):
+                        self.out.write(self.sysctl.format(leaf) + "\n")
+        except SysctlError as exc:
+            raise MonitorError(str(exc)) from None
 
     def quit(self, _args: list[str]) -> None:
         self.done = True

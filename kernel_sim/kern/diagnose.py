@@ -118,3 +118,99 @@ def diagnose_lost_metadata(layout: BootLayout, options: dict, metadata_va: int) 
                          prefix=f"Boot failed in initarm: the loader's metadata at 0x{metadata_va:08x} "
                                 f"read back as no metadata, so the kernel booted with fake metadata and "
                                 f"without its {len(layout.modules)} preloaded module(s).")
+
+
+def _consumers(kva) -> str:
+    """The biggest boot KVA consumers, largest first, as 'name N MiB'."""
+    rows = sorted((r for r in kva.rows if r.map != "outside"), key=lambda r: -r.size)[:5]
+    return ", ".join(f"{r.consumer} {r.size / MIB:.1f} MiB" for r in rows)
+
+
+def _kmem_source(kmem) -> str:
+    if kmem.fixed.value:
+        return f"vm_kmem_size {kmem.vm_kmem_size // MIB} MiB set by {kmem.fixed.source}"
+    return (f"vm_kmem_size {kmem.vm_kmem_size // MIB} MiB = v_page_count {kmem.v_page_count} / "
+            f"VM_KMEM_SIZE_SCALE {kmem.scale.value} pages ({kmem.scale.source})")
+
+
+def _fix_sentence(fix) -> str:
+    """'Set NAME=VALUE: why.' with byte values in MiB as loader.conf takes them."""
+    value = f"{fix.value // MIB}M" if fix.value >= MIB and fix.value % MIB == 0 else str(fix.value)
+    if fix.name.startswith("vm.kmem_size") and fix.value >= MIB:
+        value = f"{fix.value // MIB}M or less" if fix.name == "vm.kmem_size" else value
+    return f"Set {fix.name}={value}: {fix.text}."
+
+
+def diagnose_kva_panic(startup) -> Diagnosis:
+    from kernel_sim.vm.kva_layout import fixes_for
+
+    kva = startup.kva
+    failure = kva.failure
+    fixes = [f for f in fixes_for(kva) if f.value is not None]
+    advice = " ".join(_fix_sentence(f) for f in fixes[:3]) or "No kernel option or tunable makes it fit."
+    text = (f"Boot failed in vm_ksubmap_init: panic \"{kva.panic}\". {failure.consumer} needs "
+            f"{failure.requested // 1024} KiB of kernel address space but only {failure.available // 1024} KiB "
+            f"are left after the boot consumers before it ({_consumers(kva)}); the kmem arena is "
+            f"{_kmem_source(startup.kmem)}. {advice}")
+    first = fixes[0] if fixes else None
+    return Diagnosis("vm_ksubmap_init", text, first.name if first else None, first.value if first else None)
+
+
+def _kmem_for_room(kmem, extra: int) -> tuple[int | None, int]:
+    """The smallest VM_KMEM_SIZE_SCALE, and the vm.kmem_size, that free `extra` bytes of KVA."""
+    from kernel_sim.vm.kmem import kmem_size_for_scale
+
+    target = kmem.vm_kmem_size - extra - MIB   # kernel_arena imports whole MiB
+    size = max(0, target // MIB * MIB)
+    if kmem.fixed.value:
+        return None, size                        # vm.kmem_size / VM_KMEM_SIZE override any scale
+    for scale in range(kmem.scale.value + 1, 65):
+        if kmem_size_for_scale(kmem, scale) <= target:
+            return scale, size
+    return None, size
+
+
+def diagnose_userland(startup) -> Diagnosis:
+    from kernel_sim.kern.startup import KSTACK_KVA
+
+    failed = len(startup.failed_procs)
+    exc = startup.kstack_failure
+    if exc is not None and exc.reason == "pages":
+        return Diagnosis("init", f"Userland could not start: {failed} of {startup.wanted_procs} processes found "
+                                 f"no free physical pages for their kernel stacks. Give the board more RAM "
+                                 f"(--physmem).", "physmem", None)
+    extra = failed * KSTACK_KVA
+    scale, size = _kmem_for_room(startup.kmem, extra)
+    scale_text = (f"set options VM_KMEM_SIZE_SCALE={scale} (or the tunable vm.kmem_size_scale) or "
+                  if scale else "")
+    text = (f"Userland could not start: {failed} of {startup.wanted_procs} processes found no kernel stack "
+            f"(\"vm_thread_new: kstack allocation failed\"; each needs {KSTACK_KVA // 1024} KiB of KVA: "
+            f"2 pages and a guard page). After the boot consumers ({_consumers(startup.kva)}) kernel_arena had "
+            f"{startup.kva.kva_remaining // 1024} KiB left; the kmem arena is {_kmem_source(startup.kmem)}. "
+            f"The {failed} missing stacks need {extra // 1024} KiB more: {scale_text}set vm.kmem_size={size // MIB}M "
+            f"or less in loader.conf, so that the kmem arena reserves less of the address space.")
+    return Diagnosis("init", text, "VM_KMEM_SIZE_SCALE" if scale else "vm.kmem_size", scale or size)
+
+
+def diagnose_kmem(startup) -> Diagnosis:
+    from kernel_sim.vm.kmem import kmem_size_for_scale
+
+    exc = startup.kmem_failure
+    malloc = startup.malloc
+    types = ", ".join(f"{t} {b // 1024} KiB" for t, b in malloc.top_types()) or "nothing"
+    size = startup.kmem.vm_kmem_size
+    head = (f"kmem arena exhausted: {malloc.in_use} of {size} bytes in use by {types} after "
+            f"{startup.virtual_seconds:.3f} s of virtual time")
+    if exc.what != "kmem arena":
+        return Diagnosis("kmem_stress", f"{head}: free physical memory ran out first. A malloc(M_WAITOK) would "
+                                        "wait for pages forever. Give the board more RAM (--physmem).",
+                         "physmem", None)
+    need = malloc.in_use + max(exc.size, startup.stress_target - startup.stress_bytes)
+    kmem = startup.kmem
+    scale = next((s for s in range(kmem.scale.value - 1, 0, -1) if kmem_size_for_scale(kmem, s) >= need), None)
+    advice = (f"Set options VM_KMEM_SIZE_SCALE={scale} (vm_kmem_size {kmem_size_for_scale(kmem, scale) // MIB} "
+              f"MiB) or raise vm.kmem_size" if scale else "Raise vm.kmem_size (and vm.kmem_size_max)")
+    return Diagnosis("kmem_stress", f"{head}. A malloc(M_WAITOK) would now sleep forever on the arena "
+                                    f"(the kernel hangs on real hardware); the arena is {_kmem_source(startup.kmem)}. "
+                                    f"{advice} to at least {-(-need // MIB)} MiB, if the KVA layout still fits.",
+                     "VM_KMEM_SIZE_SCALE" if scale else "vm.kmem_size", scale)

@@ -1,19 +1,33 @@
-"""mi_startup: where the Python kernel takes over from the guest's early boot.
+"""mi_startup: the Python kernel's start-up after the guest hands over, in FreeBSD 11.3's order.
 
-For now it checks what the guest found against what the loader passed, prints a FreeBSD-like
-banner with the real and available memory and the KVA in use, and halts. Later work (VM,
-GEOM, root mount, init) continues from here.
+The VM comes first: the physical page allocator and the kernel pmap over the guest's own tables,
+kmeminit, and the boot KVA layout (vm_mem_init, kmeminit, vm_ksubmap_init), which panics as FreeBSD
+does when a consumer does not fit. Then init (pid 1) is forked with a kernel stack of real pages,
+and init starts the processes the `debug.init_procs` tunable asks for; `debug.kmem_stress` puts
+kernel malloc under load. File systems do not exist yet: the kernel halts when init is done.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from board.machine import Machine
-from kernel_sim.guest.abi import KERNBASE, PAGE_SIZE, PT2MAP, Handoff
+from kernel_sim.errors import InputError
+from kernel_sim.guest.abi import KERNBASE, MIB, PAGE_SIZE, PT2MAP, Handoff
+from kernel_sim.kern.malloc import M_WAITOK, KmemExhausted, Malloc
+from kernel_sim.kern.proc import KSTACK_GUARD_PAGES, KSTACK_PAGES, KstackFailure, ProcTable
+from kernel_sim.kern.sysctl import SysctlTree, publish_boot_figures
 from kernel_sim.loader.layout import BootLayout
+from kernel_sim.loader.sizes import parse_int, parse_size
+from kernel_sim.vm.kmem import KmemResult, kmeminit
+from kernel_sim.vm.kva_layout import KvaLayout, layout_kva
+from kernel_sim.vm.phys import PhysAllocator
+from kernel_sim.vm.pmap import KernelPmap
+from kernel_sim.vm.vmem import Vmem
 
 VERSION = "armboard 0.1.0 (synthetic FreeBSD 12 armv7 kernel)"
+KMEM_OPTIONS = ("VM_KMEM_SIZE", "VM_KMEM_SIZE_SCALE", "VM_KMEM_SIZE_MIN", "VM_KMEM_SIZE_MAX")
+HZ_DEFAULT = 1000   # sys/kern/subr_param.c: HZ on arm
 
 
 @dataclass(frozen=True)
@@ -25,38 +39,152 @@ class MemorySummary:
     vm_max_kernel_address: int
 
 
-def memory_summary(handoff: Handoff, layout: BootLayout) -> MemorySummary:
-    ram_end = layout.ram_base + layout.ram_size
-    below_kernel = max(0, layout.kernel_pa - layout.ram_base) // PAGE_SIZE * PAGE_SIZE
-    avail = (ram_end - handoff.first_free_pa) + below_kernel
-    kva = [
-        (PT2MAP, KERNBASE, "PT2MAP (the L2 tables, mapped by PT2TAB)"),
-        (KERNBASE, handoff.mapped_end, "kernel, modules and metadata"),
-        (handoff.devmap_va, handoff.devmap_va + (1 << 20), "devmap (console UART)"),
-    ]
-    return MemorySummary(layout.ram_size, avail, kva, handoff.kernel_vm_end, handoff.devmap_va)
+@dataclass
+class Startup:
+    """What mi_startup built and how far it got."""
+
+    memory: MemorySummary
+    kmem: KmemResult
+    kva: KvaLayout
+    sysctl: SysctlTree
+    pages: PhysAllocator
+    pmap: KernelPmap
+    procs: ProcTable | None = None
+    malloc: Malloc | None = None
+    outcome: str = "halted"            # "halted", "panic", "userland", "kmem"
+    panic: str | None = None
+    failed_procs: list[int] = field(default_factory=list)
+    wanted_procs: int = 0
+    kstack_failure: KstackFailure | None = None
+    kmem_failure: KmemExhausted | None = None
+    stress_bytes: int = 0
+    stress_target: int = 0
+    virtual_seconds: float = 0.0
 
 
 def _mb(n: int) -> int:
-    return n // (1 << 20)
+    return n // MIB
 
 
-def mi_startup(machine: Machine, handoff: Handoff, layout: BootLayout, ident: str) -> MemorySummary:
-    """Print the banner and memory figures; the boot ends in a clean halt."""
-    s = memory_summary(handoff, layout)
-    out = machine.console
+def _tunable_int(env: dict[str, str], name: str, default: int, *, size: bool = False) -> int:
+    if name not in env:
+        return default
+    try:
+        return parse_size(env[name], where=name) if size else parse_int(env[name], where=name)
+    except InputError:
+        raise InputError(f"{name}={env[name]!r} is not a {'size' if size else 'number'}", name) from None
+
+
+def _kmem_options(options: dict[str, object]) -> dict[str, int | None]:
+    return {name: options[name] for name in KMEM_OPTIONS if options.get(name) is not None}
+
+
+def vm_startup(machine: Machine, handoff: Handoff, layout: BootLayout, options: dict[str, object],
+               env: dict[str, str]) -> Startup:
+    """vm_mem_init, kmeminit and the KVA layout, over this boot's real pages and tables."""
+    pages = PhysAllocator.for_machine(machine, handoff)
+    pmap = KernelPmap.for_machine(machine, handoff, pages)
+    physmem = pages.v_page_count * PAGE_SIZE     # hw.physmem: RAM less the kernel's excluded range
+    kmap_size = handoff.devmap_va - KERNBASE
+    kmem = kmeminit(v_page_count=pages.v_page_count, physmem=physmem, kernel_map_size=kmap_size,
+                    options=_kmem_options(options), tunables=env)
+    kva = layout_kva(physmem=physmem, v_page_count=pages.v_page_count, kernend=handoff.kernend, kmem=kmem,
+                     nkpt2pg=handoff.nkpt2pg, vm_max_kernel_address=handoff.devmap_va, tunables=env,
+                     ram_end=layout.ram_base + layout.ram_size,
+                     boot_pt_pages=5 + handoff.nkpt2pg + handoff.extra_pt2pg)
+    tree = SysctlTree()
+    rows = [(PT2MAP, KERNBASE, "PT2MAP (the L2 tables, mapped by PT2TAB)"),
+            (KERNBASE, handoff.mapped_end, "kernel, modules and metadata"),
+            (handoff.devmap_va, handoff.devmap_va + MIB, "devmap (console UART)")]
+    summary = MemorySummary(layout.ram_size, pages.free_count * PAGE_SIZE, rows, kva.kernel_vm_end,
+                            handoff.devmap_va)
+    return Startup(summary, kmem, kva, tree, pages, pmap)
+
+
+def _print_banner(out, machine: Machine, ident: str, s: Startup, handoff: Handoff) -> None:
     out.write_text("---<<BOOT>>---\n")
     out.write_text(f"{VERSION} #0: {ident}\n")
     out.write_text(f"CPU: ARM Cortex-A15 (ARMv7), {machine.profile.name} board\n")
-    out.write_text(f"real memory  = {s.real} ({_mb(s.real)} MB)\n")
-    out.write_text(f"avail memory = {s.avail} ({_mb(s.avail)} MB)\n")
-    for start, end, what in s.kva_in_use:
+    out.write_text(f"real memory  = {s.memory.real} ({_mb(s.memory.real)} MB)\n")
+    out.write_text(f"avail memory = {s.memory.avail} ({_mb(s.memory.avail)} MB)\n")
+    for start, end, what in s.memory.kva_in_use:
         out.write_text(f"KVA in use: 0x{start:08x}-0x{end:08x} {(end - start) // 1024:>7} KB  {what}\n")
-    out.write_text(f"kernel_vm_end 0x{s.kernel_vm_end:08x} (NKPT2PG={handoff.nkpt2pg}), "
-                   f"vm_max_kernel_address 0x{s.vm_max_kernel_address:08x}\n")
+    out.write_text(f"kernel_vm_end 0x{handoff.kernel_vm_end:08x} (NKPT2PG={handoff.nkpt2pg}), "
+                   f"vm_max_kernel_address 0x{handoff.devmap_va:08x}\n")
+
+
+def mi_startup(machine: Machine, handoff: Handoff, layout: BootLayout, ident: str,
+               options: dict[str, object] | None = None, env: dict[str, str] | None = None) -> Startup:
+    """Start the kernel; the result says whether it halted cleanly or how it failed."""
+    options = options or {}
+    env = env or {}
+    out = machine.console
+    s = vm_startup(machine, handoff, layout, options, env)
+    _print_banner(out, machine, ident, s, handoff)
     for m in layout.modules:
         out.write_text(f"preload: {m.type} \"{m.name}\" at 0x{m.va:08x}, {m.size} bytes\n")
-    out.write_text("mi_startup: no further SYSINITs in this kernel yet (VM, GEOM, root mount and init "
-                   "are not built); halting.\n")
+    kmem_row = next((r for r in s.kva.rows if r.consumer == "kmem arena"), None)
+    publish_boot_figures(s.sysctl, s.kmem, s.kva, s.pages.v_page_count * PAGE_SIZE, s.pages.v_page_count,
+                         handoff.nkpt2pg, kmem_in_use=lambda: s.malloc.in_use if s.malloc else 0)
+    if not s.kva.ok:
+        s.outcome, s.panic = "panic", s.kva.panic
+        out.write_text(f"panic: {s.kva.panic}\ncpuid = 0\n")
+        return s
+    out.write_text(f"kmem arena: vm_kmem_size {s.kmem.vm_kmem_size} ({_mb(s.kmem.vm_kmem_size)} MB); "
+                   f"KVA free after boot: {s.kva.kva_remaining // 1024} KB\n")
+    kernel_map, kernel_arena = s.kva.make_arenas()
+    thread0 = next((r.start for r in s.kva.rows if r.consumer == "thread0 kernel stack"), KERNBASE)
+    s.procs = ProcTable(kernel_map, kernel_arena, s.pmap, s.pages, out.write_text, thread0)
+    s.malloc = Malloc(Vmem("kmem arena", kmem_row.start, kmem_row.size), s.pmap, s.pages)
+    try:
+        init = s.procs.fork(0, "init")
+    except KstackFailure as exc:
+        s.outcome, s.panic, s.kstack_failure = "panic", "cannot fork init: 12", exc   # sys/kern/init_main.c
+        out.write_text(f"panic: {s.panic}\ncpuid = 0\n")
+        return s
+    out.write_text(f"start_init: trying /sbin/init (pid {init.pid}, kernel stack at 0x{init.threads[0].kstack:08x})\n")
+    s.wanted_procs = _tunable_int(env, "debug.init_procs", 0)
+    for n in range(1, s.wanted_procs + 1):
+        try:
+            s.procs.fork(init.pid, f"proc{n}")
+        except KstackFailure as exc:
+            s.kstack_failure = exc
+            s.failed_procs.append(n)
+            out.write_text(f"init: cannot allocate kernel stack for process {n} of {s.wanted_procs}: "
+                           "fork: Cannot allocate memory\n")
+    if s.wanted_procs:
+        out.write_text(f"init: started {s.wanted_procs - len(s.failed_procs)} of {s.wanted_procs} processes\n")
+    if s.failed_procs:
+        s.outcome = "userland"
+        return s
+    stress = _tunable_int(env, "debug.kmem_stress", 0, size=True)
+    if stress:
+        _kmem_stress(s, stress, env)
+        if s.kmem_failure is not None:
+            return s
+    out.write_text("mi_startup: no file systems or root mount in this kernel yet; init is done, halting.\n")
     out.write_text("The operating system has halted.\n")
     return s
+
+
+def _kmem_stress(s: Startup, size: int, env: dict[str, str]) -> None:
+    """debug.kmem_stress: page-sized M_WAITOK mallocs of one type, one per tick of virtual time."""
+    mtype = env.get("debug.kmem_stress_type", "temp")
+    hz = _tunable_int(env, "kern.hz", HZ_DEFAULT) or HZ_DEFAULT
+    assert s.malloc is not None
+    s.stress_target = size
+    count = 0
+    try:
+        while s.stress_bytes < size:
+            s.malloc.malloc(PAGE_SIZE, mtype, M_WAITOK)
+            s.stress_bytes += PAGE_SIZE
+            count += 1
+    except KmemExhausted as exc:
+        s.kmem_failure, s.outcome = exc, "kmem"
+    s.virtual_seconds = count / hz
+    if s.kmem_failure is None:
+        s.procs.printf(f"kmem_stress: {s.stress_bytes} bytes of malloc type {mtype} allocated in "
+                       f"{s.virtual_seconds:.3f} s of virtual time\n")
+
+
+KSTACK_KVA = (KSTACK_PAGES + KSTACK_GUARD_PAGES) * PAGE_SIZE

@@ -301,6 +301,18 @@ def boot_figures(inp: KvaInputs) -> dict[str, int]:
     return f
 
 
+def kernel_arena_alloc(kmap: Vmem, karena: Vmem, size: int, name: str) -> int:
+    """kva_alloc: best fit in kernel_arena, which imports 1 MiB-aligned chunks of kernel_map when it
+    runs short (sys/vm/vm_kern.c kva_import); VmemExhausted when kernel_map has no such chunk left."""
+    try:
+        return karena.alloc(size, policy="best-fit", name=name)
+    except VmemExhausted:
+        imp = _roundup(size, KVA_QUANTUM)
+        base = kmap.alloc(imp, align=KVA_QUANTUM, name="kernel_arena import")
+        karena.add(base, imp)
+        return karena.alloc(size, policy="best-fit", name=name)
+
+
 class _Builder:
     """Runs the boot reservations in order over a kernel_map and a kernel_arena."""
 
@@ -331,16 +343,10 @@ class _Builder:
         """kva_alloc/kmem_malloc: kernel_arena best-fit, importing 1 MiB-aligned chunks from kernel_map."""
         size = round_page(size)
         try:
-            addr = self.karena.alloc(size, policy="best-fit", name=consumer)
+            addr = kernel_arena_alloc(self.kmap, self.karena, size, consumer)
         except VmemExhausted:
-            imp = _roundup(size, KVA_QUANTUM)
-            try:
-                base = self.kmap.alloc(imp, align=KVA_QUANTUM, name="kernel_arena import")
-            except VmemExhausted:
-                avail = max(self.kmap.largest_free_aligned(KVA_QUANTUM), self.karena.largest_free)
-                raise _Failed(KvaFailure(consumer, source, panic, imp, avail, note)) from None
-            self.karena.add(base, imp)
-            addr = self.karena.alloc(size, policy="best-fit", name=consumer)
+            avail = max(self.kmap.largest_free_aligned(KVA_QUANTUM), self.karena.largest_free)
+            raise _Failed(KvaFailure(consumer, source, panic, _roundup(size, KVA_QUANTUM), avail, note)) from None
         self.rows.append(KvaRow(addr, addr + size, consumer, source, KERNEL_ARENA))
         return addr
 

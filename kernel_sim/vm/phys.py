@@ -47,6 +47,7 @@ ABI_LINUX = 2               # struct handoff .abi (kernel_sim/guest/armboard.h)
 
 _FREE, _ALLOCATED, _RESERVED = 0, 1, 2
 _FREE_RUN = re.compile(rb"\x00+")
+_FREE_BYTE = bytes([_FREE])
 _ZEROS = memoryview(bytes(1 << 20))     # zeroing goes out in 1 MiB writes
 
 
@@ -150,13 +151,15 @@ class PhysAllocator:
         else:
             runs = []
             need = npages
-            for m in _FREE_RUN.finditer(self._map, self._hint):
-                start, end = m.span()
-                take = min(end - start, need)
-                runs.append((start, start + take))
-                need -= take
-                if not need:
-                    break
+            pos = self._hint
+            while need:
+                # Bounded scans: find the next free page, then at most `need` pages of its run
+                # (matching the whole run would cost O(free pages) on every allocation).
+                start = self._map.find(_FREE_BYTE, pos)
+                end = _FREE_RUN.match(self._map, start, start + need).end()
+                runs.append((start, end))
+                need -= end - start
+                pos = end
             self._hint = runs[-1][1]
         out: list[int] = []
         for start, end in runs:

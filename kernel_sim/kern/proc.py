@@ -1,0 +1,102 @@
+"""Processes and their kernel stacks (sys/vm/vm_glue.c vm_thread_new, sys/kern/kern_fork.c).
+
+Every thread's kernel stack is KSTACK_PAGES pages of real guest memory, mapped in the guest's own
+page tables, below one unmapped guard page, all from kernel_arena's KVA. When the KVA runs out the
+kernel says what FreeBSD 11.3 says and fork fails with ENOMEM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from kernel_sim.guest.abi import PAGE_SIZE
+from kernel_sim.vm.kva_layout import kernel_arena_alloc
+from kernel_sim.vm.phys import OutOfPages, PhysAllocator
+from kernel_sim.vm.pmap import KernelPmap
+from kernel_sim.vm.vmem import Vmem, VmemExhausted
+
+KSTACK_PAGES = 2        # sys/arm/include/param.h
+KSTACK_GUARD_PAGES = 1  # sys/arm/include/param.h
+ENOMEM = 12             # sys/sys/errno.h
+
+
+@dataclass
+class Thread:
+    tid: int
+    kstack: int          # VA of the lowest mapped page (the guard page sits just below)
+    pages: list[int]     # physical pages of the stack
+
+
+@dataclass
+class Proc:
+    pid: int
+    comm: str
+    threads: list[Thread] = field(default_factory=list)
+
+
+class KstackFailure(Exception):
+    """fork1() returning ENOMEM because vm_thread_new could not get a kernel stack."""
+
+    def __init__(self, reason: str, requested: int, free: int, largest: int) -> None:
+        super().__init__(reason)
+        self.reason = reason          # "kva" or "pages"
+        self.requested = requested
+        self.free = free
+        self.largest = largest
+        self.errno = ENOMEM
+
+
+class ProcTable:
+    """proc0/thread0 from the boot, then every fork."""
+
+    def __init__(self, kernel_map: Vmem, arena: Vmem, pmap: KernelPmap, pages: PhysAllocator,
+                 printf: Callable[[str], None], thread0_kstack: int) -> None:
+        self.kernel_map = kernel_map
+        self.arena = arena
+        self.pmap = pmap
+        self.pages = pages
+        self.printf = printf
+        self.procs: dict[int, Proc] = {}
+        self.next_pid = 1
+        self.next_tid = 100000   # FreeBSD's first tid (sys/kern/kern_thread.c: tid_min... NO_PID + 1)
+        proc0 = Proc(0, "kernel", [Thread(self.next_tid, thread0_kstack, [])])
+        self.next_tid += 1
+        self.procs[0] = proc0
+        self.kstacks_allocated = 0
+
+    def vm_thread_new(self) -> Thread:
+        """Map a kernel stack: KVA for the stack and its guard page, then the stack's pages."""
+        size = (KSTACK_PAGES + KSTACK_GUARD_PAGES) * PAGE_SIZE
+        try:
+            kva = kernel_arena_alloc(self.kernel_map, self.arena, size, "kstack")
+        except VmemExhausted:
+            self.printf("vm_thread_new: kstack allocation failed\n")   # sys/vm/vm_glue.c [11.3]
+            raise KstackFailure("kva", size, self.arena.free_total + self.kernel_map.free_total,
+                                max(self.arena.largest_free, self.kernel_map.largest_free)) from None
+        try:
+            pas = self.pages.alloc(KSTACK_PAGES, zero=True)
+        except OutOfPages:
+            self.arena.free(kva, size)
+            self.printf("vm_thread_new: kstack allocation failed\n")
+            raise KstackFailure("pages", KSTACK_PAGES * PAGE_SIZE, self.pages.free_count * PAGE_SIZE, 0) from None
+        stack = kva + KSTACK_GUARD_PAGES * PAGE_SIZE      # the guard page stays unmapped
+        self.pmap.kenter_range(stack, pas)
+        self.kstacks_allocated += 1
+        thread = Thread(self.next_tid, stack, pas)
+        self.next_tid += 1
+        return thread
+
+    def fork(self, parent: int, comm: str) -> Proc:
+        """fork1(): a new process with one thread; KstackFailure (ENOMEM) when no stack can be had."""
+        if parent not in self.procs:
+            raise ValueError(f"no process {parent}")
+        thread = self.vm_thread_new()
+        proc = Proc(self.next_pid, comm, [thread])
+        self.next_pid += 1
+        self.procs[proc.pid] = proc
+        return proc
+
+    @property
+    def kstack_kva(self) -> int:
+        return self.kstacks_allocated * (KSTACK_PAGES + KSTACK_GUARD_PAGES) * PAGE_SIZE
