@@ -30,9 +30,9 @@ class MonitorError(Exception):
 
 
 class Monitor:
-    def __init__(self, machine: Machine, out: TextIO = sys.stdout, sysctl: SysctlTree | None = None) -> None:
+    def __init__(self, machine: Machine, out: TextIO | None = None, sysctl: SysctlTree | None = None) -> None:
         self.machine = machine
-        self.out = out
+        self.out = out if out is not None else sys.stdout   # looked up now: tests swap sys.stdout
         self.sysctl = sysctl
         self.commands: dict[str, Callable[[list[str]], None]] = {
             "info": self.info, "x": self.examine, "xp": self.examine, "quit": self.quit, "q": self.quit,
@@ -138,8 +138,9 @@ class Monitor:
             self.out.write(f"{addr + i * unit:08x}: " + " ".join(f"0x{w:0{2 * unit}x}" for w in words) + "\n")
 
 
-def interactive(monitor: Monitor, stdin: TextIO = sys.stdin) -> None:
+def interactive(monitor: Monitor, stdin: TextIO | None = None) -> None:
     """A (armboard) prompt until quit or end of input."""
+    stdin = stdin if stdin is not None else sys.stdin
     while not monitor.done:
         monitor.out.write("(armboard) ")
         monitor.out.flush()
