@@ -23,24 +23,30 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def add_config_arguments(p: argparse.ArgumentParser) -> None:
+    """What describes a board and its kernel: shared by boot and plan (and later sweep)."""
+    p.add_argument("--board", default="virt", help="board profile name or TOML file (default virt)")
+    p.add_argument("--kernconf", type=Path, help="kernel configuration file (default images/GENERIC-VIRT)")
+    p.add_argument("-o", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
+                   help="override a kernel option (repeatable)")
+    p.add_argument("--loader-conf", type=Path, help="loader.conf (default images/loader.conf)")
+    p.add_argument("--no-loader-conf", action="store_true", help="boot without a loader.conf")
+    p.add_argument("--hints", type=Path, help="device.hints file")
+    p.add_argument("--mfsroot", type=Path, help="preload FILE as an md_image module")
+    p.add_argument("--physmem", help="RAM size, e.g. 512M or 2G (default: the board's)")
+    p.add_argument("--kernel", type=Path, help="boot this kernel ELF instead of the built-in one")
+    p.add_argument("--kernel-footprint", metavar="SIZE|ELF",
+                   help="memory the kernel occupies: a size (9M) or a real kernel ELF to match")
+    p.add_argument("--abi", default="freebsd", choices=("freebsd", "linux", "none"),
+                   help="boot registers: FreeBSD loader (r0=metadata), Linux (r2=DTB) or none")
+    p.add_argument("--json", action="store_true", help="print the outcome as JSON")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="armboard", description="Emulate an armv7 board booting a synthetic FreeBSD kernel.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     boot = sub.add_parser("boot", help="boot the board (default: the virt board with images/GENERIC-VIRT)")
-    boot.add_argument("--board", default="virt", help="board profile name or TOML file (default virt)")
-    boot.add_argument("--kernconf", type=Path, help="kernel configuration file (default images/GENERIC-VIRT)")
-    boot.add_argument("-o", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
-                      help="override a kernel option (repeatable)")
-    boot.add_argument("--loader-conf", type=Path, help="loader.conf (default images/loader.conf)")
-    boot.add_argument("--no-loader-conf", action="store_true", help="boot without a loader.conf")
-    boot.add_argument("--hints", type=Path, help="device.hints file")
-    boot.add_argument("--mfsroot", type=Path, help="preload FILE as an md_image module")
-    boot.add_argument("--physmem", help="RAM size, e.g. 512M or 2G (default: the board's)")
-    boot.add_argument("--kernel", type=Path, help="boot this kernel ELF instead of the built-in one")
-    boot.add_argument("--kernel-footprint", metavar="SIZE|ELF",
-                      help="memory the kernel occupies: a size (9M) or a real kernel ELF to match")
-    boot.add_argument("--abi", default="freebsd", choices=("freebsd", "linux", "none"),
-                      help="boot registers: FreeBSD loader (r0=metadata), Linux (r2=DTB) or none")
+    add_config_arguments(boot)
     boot.add_argument("--console", type=Path, help="write the console to FILE instead of the terminal")
     boot.add_argument("--timeout", type=float, default=60.0, help="wall-clock limit in seconds (exit 3)")
     boot.add_argument("--stop-at", default="halt", help="handover, halt (default) or a guest kernel symbol")
@@ -49,8 +55,23 @@ def build_parser() -> argparse.ArgumentParser:
     boot.add_argument("--monitor", action="store_true", help="open the monitor prompt when the boot stops")
     boot.add_argument("-x", dest="monitor_commands", action="append", default=[], metavar="CMD",
                       help="monitor command to run when the boot stops (repeatable)")
-    boot.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    plan = sub.add_parser("plan", help="predict a boot without running the CPU: stages, KVA layout, kmem")
+    add_config_arguments(plan)
+    plan.add_argument("--picture", type=Path, metavar="FILE.svg", help="draw the KVA layout as SVG")
     return parser
+
+
+def request_from_args(args: argparse.Namespace, **extra):
+    """A BootRequest from the shared configuration arguments."""
+    from kernel_sim import boot as boot_mod
+
+    return boot_mod.BootRequest(
+        board=args.board,
+        kernconf=args.kernconf or boot_mod.DEFAULT_KERNCONF,
+        overrides=args.overrides,
+        loader_conf=None if args.no_loader_conf else (args.loader_conf or boot_mod.DEFAULT_LOADER_CONF),
+        hints=args.hints, mfsroot=args.mfsroot, physmem=args.physmem, kernel=args.kernel,
+        kernel_footprint=args.kernel_footprint, abi=args.abi, **extra)
 
 
 def cmd_boot(args: argparse.Namespace) -> int:
@@ -62,16 +83,9 @@ def cmd_boot(args: argparse.Namespace) -> int:
             console_file = args.console.open("wb")
         except OSError as exc:
             raise InputError(f"cannot write the console file: {exc.strerror}", str(args.console)) from None
-    request = boot_mod.BootRequest(
-        board=args.board,
-        kernconf=args.kernconf or boot_mod.DEFAULT_KERNCONF,
-        overrides=args.overrides,
-        loader_conf=None if args.no_loader_conf else (args.loader_conf or boot_mod.DEFAULT_LOADER_CONF),
-        hints=args.hints, mfsroot=args.mfsroot, physmem=args.physmem, kernel=args.kernel,
-        kernel_footprint=args.kernel_footprint,
-        console=console_file if console_file else (None if args.json else sys.stdout.buffer),
-        timeout=args.timeout, stop_at=args.stop_at, mmu=args.mmu, abi=args.abi,
-    )
+    request = request_from_args(
+        args, console=console_file if console_file else (None if args.json else sys.stdout.buffer),
+        timeout=args.timeout, stop_at=args.stop_at, mmu=args.mmu)
     try:
         prepared = boot_mod.prepare(request)
         result = boot_mod.run(prepared)
@@ -118,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command == "boot":
             return cmd_boot(args)
+        if args.command == "plan":
+            from tools.plan_cmd import cmd_plan
+
+            return cmd_plan(args, request_from_args(args, console=None))
         raise UsageError(f"unknown command {args.command}")
     except UsageError as exc:
         print(f"armboard: {exc}", file=sys.stderr)

@@ -79,19 +79,25 @@ def _kmem_options(options: dict[str, object]) -> dict[str, int | None]:
     return {name: options[name] for name in KMEM_OPTIONS if options.get(name) is not None}
 
 
+def kmem_and_kva(*, v_page_count: int, kernend: int, nkpt2pg: int, boot_pt_pages: int, devmap_va: int,
+                 ram_end: int, options: dict[str, object], env: dict[str, str]) -> tuple[KmemResult, KvaLayout]:
+    """kmeminit and the boot KVA layout: the one computation both the boot and `armboard plan` make."""
+    physmem = v_page_count * PAGE_SIZE           # hw.physmem: RAM less the kernel's excluded range
+    kmem = kmeminit(v_page_count=v_page_count, physmem=physmem, kernel_map_size=devmap_va - KERNBASE,
+                    options=_kmem_options(options), tunables=env)
+    kva = layout_kva(physmem=physmem, v_page_count=v_page_count, kernend=kernend, kmem=kmem, nkpt2pg=nkpt2pg,
+                     vm_max_kernel_address=devmap_va, tunables=env, ram_end=ram_end, boot_pt_pages=boot_pt_pages)
+    return kmem, kva
+
+
 def vm_startup(machine: Machine, handoff: Handoff, layout: BootLayout, options: dict[str, object],
                env: dict[str, str]) -> Startup:
     """vm_mem_init, kmeminit and the KVA layout, over this boot's real pages and tables."""
     pages = PhysAllocator.for_machine(machine, handoff)
     pmap = KernelPmap.for_machine(machine, handoff, pages)
-    physmem = pages.v_page_count * PAGE_SIZE     # hw.physmem: RAM less the kernel's excluded range
-    kmap_size = handoff.devmap_va - KERNBASE
-    kmem = kmeminit(v_page_count=pages.v_page_count, physmem=physmem, kernel_map_size=kmap_size,
-                    options=_kmem_options(options), tunables=env)
-    kva = layout_kva(physmem=physmem, v_page_count=pages.v_page_count, kernend=handoff.kernend, kmem=kmem,
-                     nkpt2pg=handoff.nkpt2pg, vm_max_kernel_address=handoff.devmap_va, tunables=env,
-                     ram_end=layout.ram_base + layout.ram_size,
-                     boot_pt_pages=5 + handoff.nkpt2pg + handoff.extra_pt2pg)
+    kmem, kva = kmem_and_kva(v_page_count=pages.v_page_count, kernend=handoff.kernend, nkpt2pg=handoff.nkpt2pg,
+                             boot_pt_pages=5 + handoff.nkpt2pg + handoff.extra_pt2pg, devmap_va=handoff.devmap_va,
+                             ram_end=layout.ram_base + layout.ram_size, options=options, env=env)
     tree = SysctlTree()
     rows = [(PT2MAP, KERNBASE, "PT2MAP (the L2 tables, mapped by PT2TAB)"),
             (KERNBASE, handoff.mapped_end, "kernel, modules and metadata"),

@@ -1,0 +1,105 @@
+"""`armboard plan`: print the predicted boot, stage by stage, with the KVA layout and the kmem arithmetic."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from kernel_sim.errors import InputError
+from kernel_sim.guest.abi import MIB
+
+
+def plan_json(prep, plan) -> dict:
+    out = {
+        "exit_code": plan.exit_code, "stage": plan.stage, "boots": plan.exit_code == 0,
+        "stages": [{"stage": s.stage, "ok": s.ok, "detail": s.detail} for s in plan.stages],
+        "min_locore_map_mb": plan.min_locore_map_mb, "min_nkpt2pg": plan.min_nkpt2pg,
+        "physmem": prep.layout.ram_size, "kernend": prep.layout.kernend,
+    }
+    if plan.kmem is not None:
+        out["kmem"] = {"vm_kmem_size": plan.kmem.vm_kmem_size, "steps": list(plan.kmem.steps()),
+                       "v_page_count": plan.v_page_count}
+    if plan.kva is not None:
+        out["kva"] = {"kvm_size": plan.kva.kvm_size, "kvm_free": plan.kva.kvm_free,
+                      "kva_remaining": plan.kva.kva_remaining, "panic": plan.kva.panic,
+                      "rows": [{"start": r.start, "end": r.end, "size": r.size, "consumer": r.consumer,
+                                "map": r.map} for r in sorted(plan.kva.rows, key=lambda r: r.start)]}
+    out["kstacks"] = {"wanted": plan.kstacks_wanted, "started": plan.kstacks_started}
+    return out
+
+
+def print_plan(prep, plan, out=sys.stdout) -> None:
+    layout = prep.layout
+    mods = sum(m.size for m in layout.modules)
+    out.write(f"{prep.profile.name} board, {layout.ram_size // MIB} MiB RAM; kernel {layout.kernel_size // 1024} KiB, "
+              f"{len(layout.modules)} module(s) {mods // 1024} KiB; {prep.kernconf.ident or 'GENERIC'}\n\n")
+    out.write(f"{'stage':<16} {'outcome':<8} detail\n")
+    for s in plan.stages:
+        out.write(f"{s.stage:<16} {'ok' if s.ok else 'FAILS':<8} {s.detail}\n")
+    verdict = "boots" if plan.exit_code == 0 else f"fails in {plan.stage}"
+    out.write(f"\nprediction: the board {verdict} (exit {plan.exit_code})\n")
+    out.write(f"smallest LOCORE_MAP_MB that covers kernel, modules and metadata: {plan.min_locore_map_mb}\n")
+    out.write(f"smallest NKPT2PG that maps them: {plan.min_nkpt2pg}\n")
+    if plan.kmem is not None:
+        out.write("\nvm_kmem_size (kmeminit):\n")
+        for step in plan.kmem.steps():
+            out.write(f"  {step}\n")
+    if plan.kva is not None:
+        out.write("\nKVA layout:\n")
+        out.write(f"  {'start':<10} {'end':<10} {'size':>12}  consumer\n")
+        for r in sorted(plan.kva.rows, key=lambda r: r.start):
+            out.write(f"  0x{r.start:08x} 0x{r.end:08x} {r.size // 1024:>9} KiB  {r.consumer}\n")
+        out.write(f"  vm.kvm_size {plan.kva.kvm_size}, vm.kvm_free {plan.kva.kvm_free}, "
+                  f"KVA left for kernel stacks and later {plan.kva.kva_remaining}\n")
+
+
+COLOURS = {"outside": "#bbbbbb", "kernel_map": "#6699cc", "kernel_arena": "#99cc66"}
+
+
+def kva_svg(plan) -> str:
+    """The KVA layout as one horizontal bar per consumer over [PT2MAP, 4 GiB), in SVG."""
+    rows = sorted(plan.kva.rows, key=lambda r: r.start)
+    lo, hi = 0xBFC00000, 1 << 32
+    width, row_h, left = 900, 18, 330
+    scale = (width - left - 20) / (hi - lo)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{row_h * len(rows) + 40}" '
+             'font-family="monospace" font-size="11">',
+             f'<text x="4" y="14">KVA layout 0x{lo:08x}-0xffffffff (vm_kmem_size '
+             f'{plan.kmem.vm_kmem_size // MIB} MiB)</text>']
+    for i, r in enumerate(rows):
+        y = 24 + i * row_h
+        x = left + (r.start - lo) * scale
+        w = max(1.0, r.size * scale)
+        label = f"{r.consumer[:40]} {r.size / MIB:.1f} MiB".replace("&", "&amp;").replace("<", "&lt;")
+        parts.append(f'<text x="4" y="{y + 12}">{label}</text>')
+        parts.append(f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{row_h - 4}" '
+                     f'fill="{COLOURS.get(r.map, "#cc9966")}"/>')
+    parts.append("</svg>\n")
+    return "\n".join(parts)
+
+
+def cmd_plan(args: argparse.Namespace, request) -> int:
+    import json
+
+    from kernel_sim.boot import prepare
+    from kernel_sim.plan import plan_boot
+
+    prep = prepare(request)
+    plan = plan_boot(prep)
+    if args.picture is not None:
+        if Path(args.picture).suffix.lower() != ".svg":
+            raise InputError("only .svg pictures are drawn (PNG needs a plotting library not installed)",
+                             "--picture")
+        if plan.kva is None:
+            raise InputError("no KVA layout to draw: the predicted boot fails before vm_ksubmap_init",
+                             "--picture")
+        try:
+            Path(args.picture).write_text(kva_svg(plan))
+        except OSError as exc:
+            raise InputError(f"cannot write the picture: {exc.strerror}", str(args.picture)) from None
+    if args.json:
+        print(json.dumps(plan_json(prep, plan), indent=2))
+    else:
+        print_plan(prep, plan)
+    return plan.exit_code
