@@ -62,6 +62,7 @@ class BootRequest:
     stop_at: str = "halt"
     mmu: str = "unicorn"
     abi: str = "freebsd"
+    tunables: list[tuple[str, str]] = field(default_factory=list)   # (name, value) into the kernel env
 
 
 @dataclass
@@ -137,6 +138,8 @@ def prepare(request: BootRequest) -> PreparedBoot:
     for spec in request.overrides:
         kernconf.apply_override(spec)
     loader = parse_loader_conf(request.loader_conf) if request.loader_conf else LoaderConf()
+    for name, value in request.tunables:
+        loader.set_env(name, value, where=f"-g {name}={value}")
     hints_path = request.hints or kernconf.hints_file
     if hints_path is not None:
         for key, value in parse_hints(hints_path).to_env().items():

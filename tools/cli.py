@@ -23,7 +23,7 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def add_config_arguments(p: argparse.ArgumentParser) -> None:
+def add_config_arguments(p: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
     """What describes a board and its kernel: shared by boot and plan (and later sweep)."""
     p.add_argument("--board", default="virt", help="board profile name or TOML file (default virt)")
     p.add_argument("--kernconf", type=Path, help="kernel configuration file (default images/GENERIC-VIRT)")
@@ -39,7 +39,8 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
                    help="memory the kernel occupies: a size (9M) or a real kernel ELF to match")
     p.add_argument("--abi", default="freebsd", choices=("freebsd", "linux", "none"),
                    help="boot registers: FreeBSD loader (r0=metadata), Linux (r2=DTB) or none")
-    p.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    if json_flag:
+        p.add_argument("--json", action="store_true", help="print the outcome as JSON")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,6 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
     plan = sub.add_parser("plan", help="predict a boot without running the CPU: stages, KVA layout, kmem")
     add_config_arguments(plan)
     plan.add_argument("--picture", type=Path, metavar="FILE.svg", help="draw the KVA layout as SVG")
+    sweep = sub.add_parser("sweep", help="real boots over a grid of options, tunables and RAM sizes")
+    add_config_arguments(sweep, json_flag=False)
+    sweep.add_argument("-g", dest="grid", action="append", default=[], metavar="NAME=VALUES",
+                       help="a grid dimension: an OPTION or a loader.tunable, values 1..8 or a,b,c (repeatable)")
+    sweep.add_argument("--mfsroot-size", metavar="SIZE", help="preload a generated (sparse) md_image of SIZE")
+    sweep.add_argument("-j", dest="jobs", type=int, help="worker processes (default: the core count)")
+    sweep.add_argument("--out", type=Path, default=Path("sweep.csv"), help="CSV of the results (default sweep.csv)")
+    sweep.add_argument("--json", dest="json_out", type=Path, metavar="FILE", help="also write the rows as JSON")
+    sweep.add_argument("--plot", type=Path, metavar="FILE.svg", help="draw a heatmap of the outcomes")
     return parser
 
 
@@ -132,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command == "boot":
             return cmd_boot(args)
+        if args.command == "sweep":
+            from tools.sweep_cmd import cmd_sweep
+
+            return cmd_sweep(args, request_from_args(args, console=None))
         if args.command == "plan":
             from tools.plan_cmd import cmd_plan
 
@@ -146,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("armboard: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:   # `armboard ... | head`: the reader left; say nothing more
+        sys.stdout = None
+        return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,61 @@
+"""`armboard sweep`: real boots over a grid, CSV/JSON rows, resume, plan agreement, bad grids."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from tools.cli import main
+
+GRID = ["--physmem", "256M,512M", "--kernel-footprint", "9M", "--mfsroot-size", "60M",
+        "-g", "LOCORE_MAP_MB=64,70", "-g", "NKPT2PG=16,32"]
+
+
+def test_sweep_writes_one_row_per_boot_and_resumes(tmp_path, capsys):
+    out, js, plot = tmp_path / "sweep.csv", tmp_path / "sweep.json", tmp_path / "map.svg"
+    code = main(["sweep", *GRID, "-j", "2", "--out", str(out), "--json", str(js), "--plot", str(plot)])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    rows = list(csv.DictReader(out.open()))
+    assert [int(r["point"]) for r in rows] == list(range(8))
+    booted = {(r["physmem"], r["options"]) for r in rows if r["exit_code"] == "0"}
+    assert booted == {(m, "LOCORE_MAP_MB=70 NKPT2PG=32") for m in ("256M", "512M")}
+    failed_window = [r for r in rows if "LOCORE_MAP_MB=64" in r["options"]]
+    assert all(r["stage"] == "initarm" and "LOCORE_MAP_MB=70" in r["message"] for r in failed_window)
+    assert all(r["plan_agrees"] == "True" for r in rows)
+    assert "smallest LOCORE_MAP_MB that boots: 70" in text and "smallest NKPT2PG that boots: 32" in text
+    assert len(json.loads(js.read_text())) == 8
+    assert plot.read_text().startswith("<svg")
+    # resume: an interrupted sweep (rows 0-3 kept) boots only the rest
+    with out.open() as f:
+        lines = f.readlines()
+    out.write_text("".join(lines[:5]))
+    code = main(["sweep", *GRID, "-j", "1", "--out", str(out)])
+    assert code == 0
+    assert "4 booted now" in capsys.readouterr().out
+    assert [r["exit_code"] for r in csv.DictReader(out.open())] == [r["exit_code"] for r in rows]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["-g", "NO_SUCH_OPTION=1"], "unknown kernel option NO_SUCH_OPTION"),
+    (["-g", "VM_KMEM_SIZE_SCALE=8..1"], "runs backwards"),
+    (["-g", "VM_KMEM_SIZE_SCALE"], "NAME=VALUES"),
+    (["-g", "VM_KMEM_SIZE_SCALE=1,,2"], "empty value"),
+    (["-g", "NKPT2PG=1", "-g", "NKPT2PG=2"], "given twice"),
+    (["-g", "NKPT2PG=32", "-j", "0"], "-j"),
+    (["--physmem", "1G,lots", "-g", "NKPT2PG=32"], "--physmem"),
+    (["-g", "VM_KMEM_SIZE_SCALE=0"], "VM_KMEM_SIZE_SCALE"),
+])
+def test_bad_grids_are_input_errors(tmp_path, capsys, argv, needle):
+    code = main(["sweep", *argv, "--out", str(tmp_path / "s.csv")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("armboard: ") and needle in err and "Traceback" not in err
+
+
+def test_a_different_grid_does_not_resume_from_another_file(tmp_path, capsys):
+    out = tmp_path / "s.csv"
+    assert main(["sweep", "--physmem", "64M", "-g", "NKPT2PG=32", "--out", str(out)]) == 0
+    assert main(["sweep", "--physmem", "64M", "-g", "NKPT2PG=16", "--out", str(out)]) == 2
+    assert "holds another grid" in capsys.readouterr().err

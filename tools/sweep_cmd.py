@@ -1,0 +1,190 @@
+"""`armboard sweep`: real boots over a grid, in parallel workers, to CSV and JSON, resumable.
+
+Rows already in the output file are kept and their points skipped, so an interrupted sweep resumes
+where it stopped. A generated md image (`--mfsroot-size`) is one sparse file that every boot maps
+copy-on-write: no boot copies it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from kernel_sim.errors import InputError
+from kernel_sim.loader.sizes import parse_size
+from kernel_sim.sweep import COLUMNS, Dimension, Point, grid_points, parse_dimension, parse_physmem, run_point
+
+_BASE: dict = {}
+
+
+def _init_worker(base: dict) -> None:
+    global _BASE
+    _BASE = base
+
+
+def _work(point: Point) -> dict:
+    return run_point(_BASE, point)
+
+
+def read_done(path: Path, points: list[Point]) -> dict[int, dict]:
+    """Rows of an earlier run of the same grid (matched by point number and settings)."""
+    if not path.exists():
+        return {}
+    by_key = {p.index: p for p in points}
+    done = {}
+    try:
+        with path.open(newline="") as f:
+            for line, row in enumerate(csv.DictReader(f), start=2):
+                try:
+                    index = int(row["point"])
+                except (KeyError, ValueError):
+                    raise InputError("not an armboard sweep CSV (no point column)", f"{path}:{line}") from None
+                point = by_key.get(index)
+                expected = " ".join(f"{n}={v}" for n, v in point.settings) if point else None
+                if point is None or row.get("options") != expected or row.get("physmem", "") != (point.physmem or ""):
+                    raise InputError("the output file holds another grid: remove it or choose another --out",
+                                     f"{path}:{line}")
+                done[index] = row
+    except UnicodeDecodeError:
+        raise InputError("not a CSV file", str(path)) from None
+    return done
+
+
+def progress(done: int, total: int, start: float) -> None:
+    if not sys.stderr.isatty():
+        return
+    width = 30
+    filled = width * done // max(total, 1)
+    rate = done / max(time.perf_counter() - start, 1e-9)
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} boots, {rate:.1f}/s ")
+    if done == total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+def minimal_values(rows: list[dict], dims: list[Dimension]) -> dict[str, str]:
+    """For each numeric dimension, the smallest value with which some point booted."""
+    out = {}
+    for d in dims:
+        values = []
+        for row in rows:
+            if str(row["exit_code"]) != "0":
+                continue
+            settings = dict(part.split("=", 1) for part in row["options"].split())
+            values.append(settings[d.name])
+        try:
+            out[d.name] = min(values, key=lambda v: parse_size(v))
+        except (ValueError, InputError):
+            continue
+    return out
+
+
+def heatmap_svg(rows: list[dict], dims: list[Dimension], physmem: tuple) -> str:
+    """Outcome per pair of the first two dimensions: green all boot, amber some, red none."""
+    axes = [d for d in dims if len(d.values) > 1][:2]
+    if len(physmem) > 1:
+        axes = [Dimension("physmem", tuple(physmem)), *axes][:2]
+    if not axes:
+        axes = dims[:1] or [Dimension("physmem", tuple(str(p) for p in physmem))]
+    x = axes[0]
+    y = axes[1] if len(axes) > 1 else Dimension("", ("",))
+
+    def coords(row: dict) -> tuple[str, str]:
+        settings = dict(part.split("=", 1) for part in row["options"].split()) if row["options"] else {}
+        settings["physmem"] = row["physmem"]
+        return settings.get(x.name, ""), settings.get(y.name, "")
+
+    cells: dict[tuple[str, str], list[bool]] = {}
+    for row in rows:
+        cells.setdefault(coords(row), []).append(str(row["exit_code"]) == "0")
+    cw, ch, left, top = 70, 26, 160, 40
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + cw * len(x.values) + 20}" '
+             f'height="{top + ch * len(y.values) + 40}" font-family="monospace" font-size="11">',
+             f'<text x="4" y="14">armboard sweep: {x.name} across, {y.name or "-"} down '
+             '(green: boots, amber: some boot, red: none)</text>']
+    for i, xv in enumerate(x.values):
+        parts.append(f'<text x="{left + i * cw + 4}" y="{top - 6}">{xv}</text>')
+    for j, yv in enumerate(y.values):
+        parts.append(f'<text x="4" y="{top + j * ch + 17}">{y.name} {yv}</text>')
+        for i, xv in enumerate(x.values):
+            results = cells.get((xv, yv), [])
+            colour = "#dddddd" if not results else "#55aa55" if all(results) else \
+                "#ddaa33" if any(results) else "#cc4444"
+            parts.append(f'<rect x="{left + i * cw}" y="{top + j * ch}" width="{cw - 2}" height="{ch - 2}" '
+                         f'fill="{colour}"/>')
+    parts.append("</svg>\n")
+    return "\n".join(parts)
+
+
+def write_outputs(rows: list[dict], out: Path, json_out: Path | None) -> None:
+    tmp = out.with_name(out.name + ".tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for row in sorted(rows, key=lambda r: int(r["point"])):
+            writer.writerow(row)
+    os.replace(tmp, out)
+    if json_out is not None:
+        json_out.write_text(json.dumps(sorted(rows, key=lambda r: int(r["point"])), indent=1, default=str))
+
+
+def cmd_sweep(args: argparse.Namespace, base_request) -> int:
+    dims = [parse_dimension(spec) for spec in args.grid]
+    physmem = parse_physmem(args.physmem)
+    points = grid_points(physmem, dims)
+    if args.jobs is not None and args.jobs < 1:
+        raise InputError("needs at least one worker", "-j")
+    jobs = args.jobs or os.cpu_count() or 1
+    out = args.out
+    done = read_done(out, points)
+    base = {k: v for k, v in vars(base_request).items() if k not in ("console", "physmem")}
+    with tempfile.TemporaryDirectory(prefix="armboard-sweep-") as tmp:
+        if args.mfsroot_size is not None:
+            size = parse_size(args.mfsroot_size, where="--mfsroot-size")
+            image = Path(tmp) / f"mfsroot-{args.mfsroot_size}.img"
+            with image.open("wb") as f:
+                f.truncate(size)                  # sparse: mapped by every boot, never copied
+            base["mfsroot"] = image
+        todo = [p for p in points if p.index not in done]
+        rows = list(done.values())
+        start = time.perf_counter()
+        if todo:
+            if jobs == 1:
+                _init_worker(base)
+                results = map(_work, todo)
+            else:
+                import multiprocessing
+
+                pool = multiprocessing.get_context("fork").Pool(jobs, _init_worker, (base,))
+                results = pool.imap_unordered(_work, todo)
+            try:
+                for n, row in enumerate(results, start=1):
+                    rows.append(row)
+                    progress(n, len(todo), start)
+                    if n % 50 == 0:
+                        write_outputs(rows, out, None)     # an interrupted sweep keeps what it did
+            finally:
+                if jobs > 1:
+                    pool.terminate()
+        wall = time.perf_counter() - start
+    write_outputs(rows, out, args.json_out)
+    if args.plot is not None:
+        if args.plot.suffix.lower() != ".svg":
+            raise InputError("only .svg heatmaps are drawn (PNG needs a plotting library not installed)", "--plot")
+        args.plot.write_text(heatmap_svg(rows, dims, physmem))
+    booted = sum(1 for r in rows if str(r["exit_code"]) == "0")
+    disagree = [r for r in rows if str(r["plan_agrees"]) not in ("True", "true", "1")]
+    print(f"{len(rows)} points ({len(todo)} booted now in {wall:.1f} s with {jobs} worker(s), "
+          f"{len(done)} from {out}); {booted} boot, {len(rows) - booted} fail")
+    for name, value in minimal_values(rows, dims).items():
+        print(f"smallest {name} that boots: {value}")
+    for row in disagree:
+        print(f"plan and boot disagree at point {row['point']} ({row['physmem']} {row['options']}): "
+              f"plan {row['plan_stage']} exit {row['plan_exit_code']}, boot {row['stage']} exit {row['exit_code']}")
+    return 1 if disagree else 0
