@@ -77,9 +77,14 @@ pmap_bootstrap(struct handoff *h)
 
 	/* The kernel, its modules and the metadata, page by page. */
 	h->mapped_end = (h->kernend + PAGE_MASK) & ~PAGE_MASK;
-	for (va = KERNBASE; va < h->mapped_end; va += PAGE_SIZE) {
+	for (va = KERNBASE; va < h->mapped_end; ) {
+		/* One PT2 page per 4 MiB, then a tight loop over its entries. */
 		u32 *pt2pg = (u32 *)preboot_pt2pg_setup(va);
-		pt2pg[(va >> 12) & 0x3FF] = (va - KERNBASE + kernload) | PTE2_KERN;
+		u32 chunk_end = (va | (NB_IN_PT2TAB_PG - 1)) + 1;
+		u32 end = chunk_end < h->mapped_end ? chunk_end : h->mapped_end;
+		u32 pte2 = (va - KERNBASE + kernload) | PTE2_KERN;
+		for (; va < end; va += PAGE_SIZE, pte2 += PAGE_SIZE)
+			pt2pg[(va >> 12) & 0x3FF] = pte2;
 	}
 
 	/* The console's registers: one device section below the high vectors. */
