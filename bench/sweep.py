@@ -20,13 +20,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import armboard_command, run_measured  # noqa: E402
 
-GRID = ["-g", "VM_KMEM_SIZE_SCALE=1..8", "-g", "NKPT2PG=32,40,48,56,64,72,80,96"]   # 64 boots
+GRID = ["-g", "VM_KMEM_SIZE_SCALE=1..8", "-g", "NKPT2PG=32..47"]   # 128 boots
+# For the image comparison every point must boot with both images (NKPT2PG >= 53 maps 200 MiB).
+GRID_IMAGE = ["-g", "VM_KMEM_SIZE_SCALE=1..8", "-g", "NKPT2PG=64..79"]
 
 
-def sweep(tmp: Path, jobs: int, extra: list[str], name: str) -> float:
+def sweep(tmp: Path, jobs: int, extra: list[str], name: str, grid: list[str] = GRID) -> float:
     out = tmp / f"{name}.csv"
     out.unlink(missing_ok=True)
-    wall, _ = run_measured([*armboard_command(), "sweep", *GRID, "-j", str(jobs), "--out", str(out), *extra])
+    wall, _ = run_measured([*armboard_command(), "sweep", *grid, "-j", str(jobs), "--out", str(out), *extra])
     return wall
 
 
@@ -34,7 +36,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pairs", type=int, default=5)
     args = parser.parse_args()
-    points = 64
+    points = 128
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         one, two = [], []
@@ -43,8 +45,8 @@ def main() -> None:
         for _ in range(args.pairs):
             one.append(sweep(tmp, 1, [*common, "--mfsroot-size", "2M"], "one"))
             two.append(sweep(tmp, 2, [*common, "--mfsroot-size", "2M"], "two"))
-            big.append(sweep(tmp, 1, [*common, "--mfsroot-size", "200M"], "big"))
-            small.append(sweep(tmp, 1, [*common, "--mfsroot-size", "2M"], "small"))
+            big.append(sweep(tmp, 1, [*common, "--mfsroot-size", "200M"], "big", GRID_IMAGE))
+            small.append(sweep(tmp, 1, [*common, "--mfsroot-size", "2M"], "small", GRID_IMAGE))
     m1, m2 = statistics.median(one), statistics.median(two)
     print(f"{'sweep: boots per second per core (1 worker)':<44} {points / m1:6.1f}/s   "
           f"({points} boots in {m1:.2f} s, median of {args.pairs})")
