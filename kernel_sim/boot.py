@@ -29,7 +29,7 @@ from kernel_sim.kern.diagnose import (
 )
 from kernel_sim.kern.hypercalls import GateEvent, handle_hypercall
 from kernel_sim.kern.panic import KernelPanic
-from kernel_sim.kern.startup import MemorySummary, Startup, mi_startup
+from kernel_sim.kern.startup import MemorySummary, Startup, check_inputs, mi_startup
 from kernel_sim.loader import layout as layout_mod
 from kernel_sim.loader.hints import parse_hints
 from kernel_sim.loader.kernconf import KernelConfig, parse_kernconf
@@ -170,6 +170,7 @@ def prepare(request: BootRequest) -> PreparedBoot:
                 for m in loader.modules]
     plan = layout_mod.plan(image, ram_base=profile.ram_base, ram_size=physmem, footprint=_footprint(request),
                            md_root_size=md_root_size, modules=requests, env=loader.env)
+    check_inputs(physmem, profile.console_devmap_va, dict(kernconf.options), loader.env)
     console = profile.console
     config = GuestConfig(
         locore_map_mb=options["LOCORE_MAP_MB"], nkpt2pg=options["NKPT2PG"],

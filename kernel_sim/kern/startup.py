@@ -79,6 +79,15 @@ def _kmem_options(options: dict[str, object]) -> dict[str, int | None]:
     return {name: options[name] for name in KMEM_OPTIONS if options.get(name) is not None}
 
 
+def check_inputs(physmem: int, devmap_va: int, options: dict[str, object], env: dict[str, str]) -> None:
+    """Refuse bad kmem options and tunables before the guest runs (InputError naming them)."""
+    kmeminit(v_page_count=max(1, physmem // PAGE_SIZE), physmem=physmem, kernel_map_size=devmap_va - KERNBASE,
+             options=_kmem_options(options), tunables=env)
+    _tunable_int(env, "debug.init_procs", 0)
+    _tunable_int(env, "debug.kmem_stress", 0, size=True)
+    _tunable_int(env, "kern.hz", HZ_DEFAULT)
+
+
 def kmem_and_kva(*, v_page_count: int, kernend: int, nkpt2pg: int, boot_pt_pages: int, devmap_va: int,
                  ram_end: int, options: dict[str, object], env: dict[str, str]) -> tuple[KmemResult, KvaLayout]:
     """kmeminit and the boot KVA layout: the one computation both the boot and `armboard plan` make."""

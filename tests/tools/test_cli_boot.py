@@ -156,3 +156,18 @@ def test_interactive_monitor_reads_commands_until_quit(tmp_path):
 def test_kernel_footprint_neither_size_nor_file(capsys):
     code, _, err = run_cli(capsys, "boot", "--kernel-footprint", "nine-megs")
     assert_input_error(code, err, "--kernel-footprint", "neither a size")
+
+
+@pytest.mark.parametrize("conf, argv, needles", [
+    ("", ["-o", "VM_KMEM_SIZE_MIN=400000000", "-o", "VM_KMEM_SIZE_MAX=300000000"], ["VM_KMEM_SIZE_MIN", "larger"]),
+    ('vm.kmem_size_scale="0"\n', [], ["vm.kmem_size_scale"]),
+    ("", ["-o", "VM_KMEM_SIZE=0x100000000"], ["VM_KMEM_SIZE", "out of range"]),
+    ('vm.kmem_size="5G"\n', [], ["vm.kmem_size"]),
+    ('debug.init_procs="many"\n', [], ["debug.init_procs", "not a number"]),
+])
+def test_bad_kmem_inputs_stop_before_the_guest_runs(capsys, tmp_path, conf, argv, needles):
+    path = tmp_path / "loader.conf"
+    path.write_text(conf)
+    code, out, err = run_cli(capsys, "boot", "--loader-conf", str(path), *argv)
+    assert_input_error(code, err, *needles)
+    assert out == ""                      # refused before locore printed anything
