@@ -54,31 +54,6 @@ def print_plan(prep, plan, out=sys.stdout) -> None:
                   f"KVA left for kernel stacks and later {plan.kva.kva_remaining}\n")
 
 
-COLOURS = {"outside": "#bbbbbb", "kernel_map": "#6699cc", "kernel_arena": "#99cc66"}
-
-
-def kva_svg(plan) -> str:
-    """The KVA layout as one horizontal bar per consumer over [PT2MAP, 4 GiB), in SVG."""
-    rows = sorted(plan.kva.rows, key=lambda r: r.start)
-    lo, hi = 0xBFC00000, 1 << 32
-    width, row_h, left = 900, 18, 330
-    scale = (width - left - 20) / (hi - lo)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{row_h * len(rows) + 40}" '
-             'font-family="monospace" font-size="11">',
-             f'<text x="4" y="14">KVA layout 0x{lo:08x}-0xffffffff (vm_kmem_size '
-             f'{plan.kmem.vm_kmem_size // MIB} MiB)</text>']
-    for i, r in enumerate(rows):
-        y = 24 + i * row_h
-        x = left + (r.start - lo) * scale
-        w = max(1.0, r.size * scale)
-        label = f"{r.consumer[:40]} {r.size / MIB:.1f} MiB".replace("&", "&amp;").replace("<", "&lt;")
-        parts.append(f'<text x="4" y="{y + 12}">{label}</text>')
-        parts.append(f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{row_h - 4}" '
-                     f'fill="{COLOURS.get(r.map, "#cc9966")}"/>')
-    parts.append("</svg>\n")
-    return "\n".join(parts)
-
-
 def cmd_plan(args: argparse.Namespace, request) -> int:
     import json
 
@@ -88,16 +63,12 @@ def cmd_plan(args: argparse.Namespace, request) -> int:
     prep = prepare(request)
     plan = plan_boot(prep)
     if args.picture is not None:
-        if Path(args.picture).suffix.lower() != ".svg":
-            raise InputError("only .svg pictures are drawn (PNG needs a plotting library not installed)",
-                             "--picture")
+        from tools.pictures import kva_png, kva_svg, write_picture
+
         if plan.kva is None:
             raise InputError("no KVA layout to draw: the predicted boot fails before vm_ksubmap_init",
                              "--picture")
-        try:
-            Path(args.picture).write_text(kva_svg(plan))
-        except OSError as exc:
-            raise InputError(f"cannot write the picture: {exc.strerror}", str(args.picture)) from None
+        write_picture(Path(args.picture), lambda: kva_svg(plan), lambda path: kva_png(plan, path), "--picture")
     if args.json:
         print(json.dumps(plan_json(prep, plan), indent=2))
     else:

@@ -85,8 +85,8 @@ def minimal_values(rows: list[dict], dims: list[Dimension]) -> dict[str, str]:
     return out
 
 
-def heatmap_svg(rows: list[dict], dims: list[Dimension], physmem: tuple) -> str:
-    """Outcome per pair of the first two dimensions: green all boot, amber some, red none."""
+def heatmap_cells(rows: list[dict], dims: list[Dimension], physmem: tuple) -> tuple:
+    """Outcome per pair of the first two varying dimensions: 'all', 'some' or 'none' of the points boot."""
     axes = [d for d in dims if len(d.values) > 1][:2]
     if len(physmem) > 1:
         axes = [Dimension("physmem", tuple(physmem)), *axes][:2]
@@ -94,32 +94,14 @@ def heatmap_svg(rows: list[dict], dims: list[Dimension], physmem: tuple) -> str:
         axes = dims[:1] or [Dimension("physmem", tuple(str(p) for p in physmem))]
     x = axes[0]
     y = axes[1] if len(axes) > 1 else Dimension("", ("",))
-
-    def coords(row: dict) -> tuple[str, str]:
+    results: dict[tuple[str, str], list[bool]] = {}
+    for row in rows:
         settings = dict(part.split("=", 1) for part in row["options"].split()) if row["options"] else {}
         settings["physmem"] = row["physmem"]
-        return settings.get(x.name, ""), settings.get(y.name, "")
-
-    cells: dict[tuple[str, str], list[bool]] = {}
-    for row in rows:
-        cells.setdefault(coords(row), []).append(str(row["exit_code"]) == "0")
-    cw, ch, left, top = 70, 26, 160, 40
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + cw * len(x.values) + 20}" '
-             f'height="{top + ch * len(y.values) + 40}" font-family="monospace" font-size="11">',
-             f'<text x="4" y="14">armboard sweep: {x.name} across, {y.name or "-"} down '
-             '(green: boots, amber: some boot, red: none)</text>']
-    for i, xv in enumerate(x.values):
-        parts.append(f'<text x="{left + i * cw + 4}" y="{top - 6}">{xv}</text>')
-    for j, yv in enumerate(y.values):
-        parts.append(f'<text x="4" y="{top + j * ch + 17}">{y.name} {yv}</text>')
-        for i, xv in enumerate(x.values):
-            results = cells.get((xv, yv), [])
-            colour = "#dddddd" if not results else "#55aa55" if all(results) else \
-                "#ddaa33" if any(results) else "#cc4444"
-            parts.append(f'<rect x="{left + i * cw}" y="{top + j * ch}" width="{cw - 2}" height="{ch - 2}" '
-                         f'fill="{colour}"/>')
-    parts.append("</svg>\n")
-    return "\n".join(parts)
+        key = (settings.get(x.name, ""), settings.get(y.name, ""))
+        results.setdefault(key, []).append(str(row["exit_code"]) == "0")
+    cells = {k: "all" if all(v) else "some" if any(v) else "none" for k, v in results.items()}
+    return cells, x.values, y.values, x.name, y.name
 
 
 def write_outputs(rows: list[dict], out: Path, json_out: Path | None) -> None:
@@ -175,9 +157,10 @@ def cmd_sweep(args: argparse.Namespace, base_request) -> int:
         wall = time.perf_counter() - start
     write_outputs(rows, out, args.json_out)
     if args.plot is not None:
-        if args.plot.suffix.lower() != ".svg":
-            raise InputError("only .svg heatmaps are drawn (PNG needs a plotting library not installed)", "--plot")
-        args.plot.write_text(heatmap_svg(rows, dims, physmem))
+        from tools.pictures import heatmap_png, heatmap_svg, write_picture
+
+        cells = heatmap_cells(rows, dims, physmem)
+        write_picture(args.plot, lambda: heatmap_svg(*cells), lambda path: heatmap_png(*cells, path), "--plot")
     booted = sum(1 for r in rows if str(r["exit_code"]) == "0")
     disagree = [r for r in rows if str(r["plan_agrees"]) not in ("True", "true", "1")]
     print(f"{len(rows)} points ({len(todo)} booted now in {wall:.1f} s with {jobs} worker(s), "

@@ -59,3 +59,15 @@ def test_a_different_grid_does_not_resume_from_another_file(tmp_path, capsys):
     assert main(["sweep", "--physmem", "64M", "-g", "NKPT2PG=32", "--out", str(out)]) == 0
     assert main(["sweep", "--physmem", "64M", "-g", "NKPT2PG=16", "--out", str(out)]) == 2
     assert "holds another grid" in capsys.readouterr().err
+
+
+def test_png_and_svg_pictures(tmp_path, capsys):
+    out = tmp_path / "s.csv"
+    assert main(["sweep", "--physmem", "64M,128M", "-g", "NKPT2PG=1,32", "--out", str(out),
+                 "--plot", str(tmp_path / "heat.png")]) == 0
+    assert (tmp_path / "heat.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["plan", "--picture", str(tmp_path / "kva.png")]) == 0
+    assert (tmp_path / "kva.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    capsys.readouterr()
+    assert main(["plan", "--picture", str(tmp_path / "kva.gif")]) == 2
+    assert "a picture is .svg or .png" in capsys.readouterr().err
