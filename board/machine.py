@@ -136,6 +136,7 @@ class Machine:
         self.ram_size = ram_size
         self.uc = Uc(UC_ARCH_ARM, UC_MODE_ARM)
         self.uc.ctl_set_cpu_model(UC_CPU_ARM_CORTEX_A15)
+        self._running = False
         self.cp15 = exc.CP15(self.uc)
         self.phys = PhysicalMemory()
         self.phys.add_ram(profile.ram_base, ram_size, overlays)
@@ -287,8 +288,26 @@ class Machine:
 
     def _flash_mode_changed(self, name: str) -> None:
         """Called by a bank entering or leaving read-array: remap once the CPU is stopped."""
+        if not self._running:
+            self._map_flash(self.flash[name])     # a host-side access: remap right away
+            return
         self._flash_remap.add(name)
         self.uc.emu_stop()
+
+    def bus_read(self, pa: int, size: int) -> int:
+        """A load by a device driver of the Python kernel: memory or device, as the CPU would see it."""
+        bank = self.flash_at(pa)
+        if bank is not None:
+            return bank.device.read(pa - bank.base, size)
+        return int.from_bytes(self.phys.read(pa, size), "little")
+
+    def bus_write(self, pa: int, size: int, value: int) -> None:
+        """A store by a device driver of the Python kernel (flash commands go to the device)."""
+        bank = self.flash_at(pa)
+        if bank is not None:
+            bank.device.write(pa - bank.base, size, value)
+            return
+        self.phys.write(pa, value.to_bytes(size, "little"))
 
     def flash_at(self, pa: int) -> FlashBank | None:
         for bank in self.flash.values():
@@ -364,6 +383,7 @@ class Machine:
         """Run from pc until the guest exits, a hypercall handler stops it, or time runs out."""
         deadline = None if timeout is None else time.monotonic() + timeout
         start = time.monotonic()
+        self._running = True
         try:
             while True:
                 self._pending = _Pending()
@@ -402,6 +422,10 @@ class Machine:
                     return Stop("timeout", detail=f"time limit of {timeout:g} s reached")
                 pc = self.uc.reg_read(UC_ARM_REG_PC)
         finally:
+            self._running = False
+            for name in sorted(self._flash_remap):
+                self._map_flash(self.flash[name])
+            self._flash_remap.clear()
             self.wall_seconds += time.monotonic() - start
             self.console.flush()
 

@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--out", type=Path, default=Path("sweep.csv"), help="CSV of the results (default sweep.csv)")
     sweep.add_argument("--json", dest="json_out", type=Path, metavar="FILE", help="also write the rows as JSON")
     sweep.add_argument("--plot", type=Path, metavar="FILE.svg", help="draw a heatmap of the outcomes")
+    from tools.flash_args import add_parser as add_flash_parser
+
+    add_flash_parser(sub)
     return parser
 
 
@@ -142,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command == "boot":
             return cmd_boot(args)
+        if args.command == "flash":
+            from tools.flash_cmd import cmd_flash
+
+            return cmd_flash(args)
         if args.command == "sweep":
             from tools.sweep_cmd import cmd_sweep
 

@@ -29,7 +29,8 @@ def plan_json(prep, plan) -> dict:
     return out
 
 
-def print_plan(prep, plan, out=sys.stdout) -> None:
+def print_plan(prep, plan, out=None) -> None:
+    out = out if out is not None else sys.stdout     # looked up now: tests swap sys.stdout
     layout = prep.layout
     mods = sum(m.size for m in layout.modules)
     out.write(f"{prep.profile.name} board, {layout.ram_size // MIB} MiB RAM; kernel {layout.kernel_size // 1024} KiB, "

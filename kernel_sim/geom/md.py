@@ -1,0 +1,52 @@
+"""The MD class as GEOM sees it (sys/dev/md/md.c g_md_dumpconf); the md driver itself comes later.
+
+An md device here is a provider over bytes the caller supplies (a preloaded image or malloc'd
+sectors), enough for the GEOM graph, tasting and kern.geom.conftxt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kernel_sim.geom.core import EROFS, GClass, Geom, Mesh, Provider
+
+MD_TYPE_NAMES = {0: "malloc", 1: "preload", 2: "vnode", 3: "swap", 4: "null"}   # sys/sys/mdioctl.h
+
+
+@dataclass
+class MdUnit:
+    unit: int
+    type: int
+    mediasize: int
+    sectorsize: int
+    read: Callable[[int, int], bytes]
+    write: Callable[[int, bytes], None] | None
+    fwheads: int = 0
+    fwsectors: int = 0
+    file: str | None = None
+
+
+class MdClass(GClass):
+    name = "MD"
+
+    def create(self, mesh: Mesh, md: MdUnit) -> Provider:
+        gp = mesh.new_geom(self, f"md{md.unit}", softc=md)
+        pp = mesh.new_provider(gp, gp.name, md.mediasize, md.sectorsize)
+        mesh.publish(pp)
+        return pp
+
+    def access(self, pp: Provider, dr: int, dw: int, de: int) -> int:
+        return EROFS if dw > 0 and pp.geom.softc.write is None else 0
+
+    def read(self, pp: Provider, offset: int, length: int) -> bytes:
+        return pp.geom.softc.read(offset, length)
+
+    def write(self, pp: Provider, offset: int, data: bytes) -> None:
+        pp.geom.softc.write(offset, data)
+
+    def dumpconf(self, gp: Geom, pp: Provider) -> str:
+        md: MdUnit = gp.softc
+        text = (f" u {md.unit} s {md.sectorsize} f {md.fwheads} fs {md.fwsectors} l {md.mediasize} "
+                f"t {MD_TYPE_NAMES[md.type]}")
+        return text + (f" file {md.file}" if md.file else "")
