@@ -86,9 +86,18 @@ class Fault:
     access: str = "read"
 
 
+def _embedded_8m() -> CfiGeometry:
+    """geom_map(4)'s 8 MiB flash with 64 KiB erase blocks, as two x16 AMD chips on a 32-bit bus:
+    the bus width 4 is the sector size its cfid0 shows in kern.geom.conftxt."""
+    import dataclasses
+
+    return dataclasses.replace(CfiGeometry.geom_map_example(), bank_width=4, name="embedded-8m")
+
+
 FLASH_GEOMETRIES: dict[str, Callable[[], CfiGeometry]] = {
     "qemu-virt": CfiGeometry.qemu_virt,
     "geom-map-example": CfiGeometry.geom_map_example,
+    "embedded-8m": _embedded_8m,
 }
 
 
@@ -288,11 +297,9 @@ class Machine:
 
     def _flash_mode_changed(self, name: str) -> None:
         """Called by a bank entering or leaving read-array: remap once the CPU is stopped."""
-        if not self._running:
-            self._map_flash(self.flash[name])     # a host-side access: remap right away
-            return
-        self._flash_remap.add(name)
-        self.uc.emu_stop()
+        self._flash_remap.add(name)               # host-side accesses: remapped when the CPU next runs
+        if self._running:
+            self.uc.emu_stop()
 
     def bus_read(self, pa: int, size: int) -> int:
         """A load by a device driver of the Python kernel: memory or device, as the CPU would see it."""
@@ -386,6 +393,9 @@ class Machine:
         self._running = True
         try:
             while True:
+                for name in sorted(self._flash_remap):
+                    self._map_flash(self.flash[name])
+                self._flash_remap.clear()
                 self._pending = _Pending()
                 budget_us = 0
                 if deadline is not None:

@@ -1,0 +1,130 @@
+"""`armboard mkuzip`: compress a disk image into a cloop image the kernel's UZIP class reads.
+
+The flags and messages are mkuzip(8)'s (usr.bin/mkuzip/mkuzip.c): -A zlib|lzma|zstd, -C level,
+-s cluster size (a multiple of 512, 16384 by default), -d (dedup), -Z (no zero-block detection),
+-j threads, -o output, -v (per-cluster lines on stderr), -S (summary on stdout), -L (= -A lzma).
+The default output is IMAGE plus .uzip, .ulzma or .uzst, as mkuzip names it. Bad input is an
+InputError (one line, exit status 2); the input is never modified and a failed run leaves no output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from kernel_sim.errors import InputError
+from kernel_sim.geom import uzip_format as uf
+
+MAX_WORKERS_AUTO = uf.MAX_WORKERS_AUTO     # usr.bin/mkuzip/mkuzip.h: the default -j is the CPU count, capped
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register `mkuzip` on the main parser's subparsers."""
+    p = subparsers.add_parser(
+        "mkuzip", help="compress a disk image into a uzip (cloop) image, as FreeBSD's mkuzip(8)",
+        description="Compress IMAGE into a cloop image for GEOM UZIP (mkuzip(8)'s format, flags and defaults).")
+    p.add_argument("image", type=Path, metavar="IMAGE", help="the image to compress")
+    p.add_argument("-A", dest="algorithm", default=None, metavar="zlib|lzma|zstd",
+                   help="compression algorithm (default zlib)")
+    p.add_argument("-L", dest="legacy_lzma", action="store_true", help="same as -A lzma (mkuzip's old flag)")
+    p.add_argument("-C", dest="level", default=None, metavar="LEVEL",
+                   help="compression level (default: zlib 9, lzma 6, zstd 9)")
+    p.add_argument("-s", dest="cluster", default=str(uf.DEFAULT_CLSTSIZE), metavar="CLUSTER",
+                   help=f"cluster size in bytes, a multiple of 512 (default {uf.DEFAULT_CLSTSIZE})")
+    p.add_argument("-d", dest="dedup", action="store_true", help="store repeated clusters once (back-references)")
+    p.add_argument("-Z", dest="no_zero", action="store_true", help="compress all-zero clusters instead of eliding them")
+    p.add_argument("-j", dest="jobs", default=None, metavar="N", help="compression threads (default: CPU count)")
+    p.add_argument("-o", dest="output", type=Path, default=None, metavar="OUT",
+                   help="output file (default IMAGE.uzip, .ulzma or .uzst)")
+    p.add_argument("-v", dest="verbose", action="store_true", help="print what happens to every cluster")
+    p.add_argument("-S", dest="summary", action="store_true", help="print a summary on stdout")
+    return p
+
+
+def _int(text: str, message: str, where: str) -> int:
+    """atoi() as mkuzip uses it, but a value that is not a number is an error rather than 0."""
+    try:
+        return int(text, 10)
+    except ValueError:
+        raise InputError(f"{message}: {text}", where) from None
+
+
+def _settings(args: argparse.Namespace) -> tuple[str, int, int, int]:
+    """(compressor, level, cluster, jobs) after mkuzip's checks, in its order."""
+    compressor = "lzma" if args.legacy_lzma and args.algorithm is None else (args.algorithm or "zlib")
+    if compressor not in uf.COMPRESSOR_LETTER:
+        raise InputError(f"invalid algorithm specified: {compressor}", "-A")
+    level = None if args.level is None else _int(args.level, "invalid compression level", "-C")
+    cluster = _int(args.cluster, "invalid cluster size specified", "-s")
+    if cluster <= 0:
+        raise InputError(f"invalid cluster size specified: {args.cluster}", "-s")
+    if args.jobs is None:
+        jobs = min(os.cpu_count() or 1, MAX_WORKERS_AUTO)
+    else:
+        jobs = _int(args.jobs, "invalid number of compression threads specified", "-j")
+        if jobs <= 0:
+            raise InputError(f"invalid number of compression threads specified: {args.jobs}", "-j")
+    try:
+        level = uf.check_params(compressor, level, cluster)
+    except ValueError as exc:
+        where = "-C" if "level" in str(exc) else "-s"
+        raise InputError(str(exc), where) from None
+    return compressor, level, cluster, jobs
+
+
+def _check_paths(image: Path, output: Path) -> None:
+    """The input must be a readable file or device, the output somewhere else, in a directory that exists."""
+    try:
+        st = image.stat()
+    except FileNotFoundError:
+        raise InputError("no such file", str(image)) from None
+    except OSError as exc:
+        raise InputError(f"cannot read the input: {exc.strerror}", str(image)) from None
+    if image.is_dir():
+        raise InputError("is a directory, not an image", str(image))
+    if not os.access(image, os.R_OK):
+        raise InputError("cannot read the input: permission denied", str(image))
+    if image.is_file() and st.st_size == 0:
+        raise InputError("the input is empty: nothing to compress", str(image))
+    if output.is_dir():
+        raise InputError("is a directory: give the output file name", str(output))
+    parent = output.parent
+    if not parent.is_dir():
+        raise InputError("the output's directory does not exist", str(output))
+    same = output.resolve() == image.resolve()
+    if not same and output.exists():
+        try:
+            same = output.samefile(image)
+        except OSError:
+            same = False
+    if same:
+        raise InputError("the output would overwrite the input", str(output))
+
+
+def cmd_mkuzip(args: argparse.Namespace) -> int:
+    """Run mkuzip: 0 on success; InputError for bad flags or files."""
+    compressor, level, cluster, jobs = _settings(args)
+    image: Path = args.image
+    output: Path = args.output or image.with_name(image.name + uf.SUFFIX[compressor])
+    _check_paths(image, output)
+    log = (lambda line: print(line, file=sys.stderr)) if args.verbose else None
+    start = time.perf_counter()
+    try:
+        stats = uf.write_image(image, output, compressor=compressor, level=level, cluster=cluster,
+                               dedup=args.dedup, zero_detect=not args.no_zero, jobs=jobs, log=log)
+    except OSError as exc:
+        where = exc.filename or str(image)
+        raise InputError(f"{exc.strerror or exc}", str(where)) from None
+    except ValueError as exc:
+        raise InputError(str(exc), str(image)) from None
+    if args.summary or args.verbose:
+        # mkuzip prints it once: on stdout with -S, else on stderr
+        elapsed = max(time.perf_counter() - start, 1e-9)
+        saved = stats.input_size - stats.data_end
+        decrease = 100.0 * saved / stats.input_size if stats.input_size else 0.0
+        print(f"compressed data to {stats.data_end} bytes, saved {saved} bytes, {decrease:.2f}% decrease, "
+              f"{stats.input_size / elapsed:.2f} bytes/sec.", file=sys.stdout if args.summary else sys.stderr)
+    return 0
