@@ -31,7 +31,7 @@ from kernel_sim.kern.hypercalls import GateEvent, handle_hypercall
 from kernel_sim.kern.panic import KernelPanic
 from kernel_sim.kern.startup import MemorySummary, Startup, check_inputs, mi_startup
 from kernel_sim.loader import layout as layout_mod
-from kernel_sim.loader.hints import parse_hints
+from kernel_sim.loader.hints import hints_from_env, parse_hints
 from kernel_sim.loader.kernconf import KernelConfig, parse_kernconf
 from kernel_sim.loader.kernel_elf import footprint_of, read_kernel_elf
 from kernel_sim.loader.load import load_kernel, load_modules, write_config
@@ -63,6 +63,7 @@ class BootRequest:
     mmu: str = "unicorn"
     abi: str = "freebsd"
     tunables: list[tuple[str, str]] = field(default_factory=list)   # (name, value) into the kernel env
+    flash: dict[str, Path] = field(default_factory=dict)            # flash bank name -> image file
 
 
 @dataclass
@@ -134,6 +135,18 @@ def prepare(request: BootRequest) -> PreparedBoot:
     if request.abi not in ABIS:
         raise InputError(f"unknown boot ABI '{request.abi}' (known: {', '.join(ABIS)})", "--abi")
     physmem = _physmem(request, profile)
+    banks = {f.name: f for f in profile.flash}
+    for name, path in request.flash.items():
+        if name not in banks:
+            raise InputError(f"board {profile.name} has no flash bank {name} (it has: "
+                             f"{', '.join(banks) or 'none'})", f"--flash {name}={path}")
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise InputError(f"cannot read the flash image: {exc.strerror}", f"--flash {name}={path}") from None
+        if size != banks[name].size:
+            raise InputError(f"the image is {size} bytes; flash bank {name} is exactly {banks[name].size} bytes",
+                             f"--flash {name}={path}")
     kernconf = parse_kernconf(request.kernconf)
     for spec in request.overrides:
         kernconf.apply_override(spec)
@@ -184,7 +197,12 @@ def build_machine(prep: PreparedBoot) -> Machine:
 
     layout = prep.layout
     overlays = tuple(FileOverlay(pa, path) for pa, path in layout.overlays)
+    from board.devices.cfi import FlashImage
+
+    # MAP_SHARED: every completed program or erase is in the file even if armboard is killed.
+    images = {name: FlashImage.open(path, durable=False) for name, path in prep.request.flash.items()}
     machine = Machine(prep.profile, layout.ram_size, console=prep.request.console, overlays=overlays,
+                      flash_images=images,
                       fault_classifier=classify_fault,
                       tlb_fill=tlb_fill if prep.request.mmu == "python" else None)
     load_kernel(machine.phys, prep.image)
@@ -292,7 +310,8 @@ def _after_handover(result: BootResult, handoff: Handoff) -> BootResult:
         return result
     try:
         startup = mi_startup(result.machine, handoff, prep.layout, prep.kernconf.ident or "GENERIC",
-                             options=dict(prep.kernconf.options), env=prep.loader.env)
+                             options=dict(prep.kernconf.options), env=prep.loader.env, kernconf=prep.kernconf,
+                             hints=hints_from_env(prep.loader.env, prep.loader.origin))
     except KernelPanic as panic:
         result.machine.console.write_text(panic.console_line + "cpuid = 0\n")
         result.stage, result.message = "mi_startup", f"Boot failed in mi_startup: panic \"{panic.message}\"."

@@ -37,6 +37,9 @@ def add_config_arguments(p: argparse.ArgumentParser, *, json_flag: bool = True) 
     p.add_argument("--kernel", type=Path, help="boot this kernel ELF instead of the built-in one")
     p.add_argument("--kernel-footprint", metavar="SIZE|ELF",
                    help="memory the kernel occupies: a size (9M) or a real kernel ELF to match")
+    p.add_argument("--flash", action="append", default=[], metavar="BANK=FILE",
+                   help="attach an image file to a flash bank, e.g. flash0=flash.img (programs reach the file)")
+    p.add_argument("-v", dest="bootverbose", action="store_true", help="boot verbose (boot_verbose=YES)")
     p.add_argument("--abi", default="freebsd", choices=("freebsd", "linux", "none"),
                    help="boot registers: FreeBSD loader (r0=metadata), Linux (r2=DTB) or none")
     if json_flag:
@@ -84,7 +87,18 @@ def request_from_args(args: argparse.Namespace, **extra):
         overrides=args.overrides,
         loader_conf=None if args.no_loader_conf else (args.loader_conf or boot_mod.DEFAULT_LOADER_CONF),
         hints=args.hints, mfsroot=args.mfsroot, physmem=args.physmem, kernel=args.kernel,
-        kernel_footprint=args.kernel_footprint, abi=args.abi, **extra)
+        kernel_footprint=args.kernel_footprint, abi=args.abi, flash=_flash_args(args.flash),
+        tunables=[("boot_verbose", "YES")] if args.bootverbose else [], **extra)
+
+
+def _flash_args(specs: list[str]) -> dict[str, Path]:
+    out = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise InputError("expected BANK=FILE, e.g. --flash flash0=flash.img", f"--flash {spec}")
+        out[name] = Path(path)
+    return out
 
 
 def cmd_boot(args: argparse.Namespace) -> int:
@@ -115,7 +129,9 @@ def cmd_boot(args: argparse.Namespace) -> int:
     if args.monitor_commands or args.monitor:
         from tools.monitor import Monitor, MonitorError, interactive
 
-        monitor = Monitor(result.machine, sysctl=result.startup.sysctl if result.startup else None)
+        startup = result.startup
+        monitor = Monitor(result.machine, sysctl=startup.sysctl if startup else None,
+                          geom=startup.geom if startup else None)
         for command in args.monitor_commands:
             try:
                 monitor.run(command)

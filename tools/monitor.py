@@ -30,13 +30,16 @@ class MonitorError(Exception):
 
 
 class Monitor:
-    def __init__(self, machine: Machine, out: TextIO | None = None, sysctl: SysctlTree | None = None) -> None:
+    def __init__(self, machine: Machine, out: TextIO | None = None, sysctl: SysctlTree | None = None,
+                 geom=None) -> None:
         self.machine = machine
+        self.geom = geom
         self.out = out if out is not None else sys.stdout   # looked up now: tests swap sys.stdout
         self.sysctl = sysctl
         self.commands: dict[str, Callable[[list[str]], None]] = {
             "info": self.info, "x": self.examine, "xp": self.examine, "quit": self.quit, "q": self.quit,
-            "help": self.help, "sysctl": self.sysctl_command,
+            "help": self.help, "sysctl": self.sysctl_command, "geom": self.geom_command,
+            "provider": self.provider_command,
         }
         self.done = False
 
@@ -55,7 +58,72 @@ class Monitor:
 
     def help(self, _args: list[str]) -> None:
         self.out.write("info registers | info mem | x/N[wbx] ADDR (virtual) | xp/N ADDR (physical) | "
-                       "sysctl [-d] [NAME...] | quit\n")
+                       "sysctl [-d] [NAME...] | geom [CLASS] list | provider read NAME OFF LEN [FILE] | "
+                       "provider write NAME OFF FILE | quit\n")
+
+    def _mesh(self):
+        if self.geom is None:
+            raise MonitorError("geom: the Python kernel has not started GEOM (the boot stopped before mi_startup)")
+        return self.geom
+
+    def geom_command(self, args: list[str]) -> None:
+        """geom(8): `geom list` or `geom CLASS list` (e.g. `geom map list`)."""
+        mesh = self._mesh()
+        if args and args[-1] != "list" or len(args) > 2:
+            raise MonitorError("usage: geom [CLASS] list")
+        wanted = args[0].upper() if len(args) == 2 else None
+        for gp in mesh.geoms:
+            if wanted and gp.cls.name != wanted or gp.cls.name == "DEV":
+                continue
+            self.out.write(f"Geom name: {gp.name}\n")
+            if gp.providers:
+                self.out.write("Providers:\n")
+            for i, pp in enumerate(reversed(gp.providers), start=1):
+                self.out.write(f"{i}. Name: {pp.name}\n   Mediasize: {pp.mediasize}\n   Sectorsize: {pp.sectorsize}\n"
+                               f"   Mode: r{pp.acr}w{pp.acw}e{pp.ace}\n")
+            if gp.consumers:
+                self.out.write("Consumers:\n")
+            for i, cp in enumerate(reversed(gp.consumers), start=1):
+                self.out.write(f"{i}. Name: {cp.provider.name}\n   Mode: r{cp.acr}w{cp.acw}e{cp.ace}\n")
+            self.out.write("\n")
+
+    def provider_command(self, args: list[str]) -> None:
+        """`provider read NAME OFFSET LENGTH [FILE]` / `provider write NAME OFFSET FILE`, through GEOM's
+        access checks and the devices' real paths (the flash's erase and program commands)."""
+        from pathlib import Path
+
+        from kernel_sim.geom.core import GeomError
+
+        mesh = self._mesh()
+        if len(args) < 4 or args[0] not in ("read", "write"):
+            raise MonitorError("usage: provider read NAME OFFSET LENGTH [FILE] | provider write NAME OFFSET FILE")
+        try:
+            offset = parse_int(args[2], where="provider")
+            if args[0] == "read":
+                length = parse_int(args[3], where="provider")
+                cp = mesh.open(args[1])
+                try:
+                    data = cp.read(offset, length)
+                finally:
+                    mesh.close(cp)
+                if len(args) > 4:
+                    Path(args[4]).write_bytes(data)
+                    self.out.write(f"{len(data)} bytes from {args[1]} at {offset} written to {args[4]}\n")
+                else:
+                    for i in range(0, len(data), 16):
+                        self.out.write(f"{offset + i:08x}: {data[i:i + 16].hex(' ')}\n")
+            else:
+                data = Path(args[3]).read_bytes()
+                cp = mesh.open(args[1], read=True, write=True)
+                try:
+                    cp.write(offset, data)
+                finally:
+                    mesh.close(cp)
+                self.out.write(f"{len(data)} bytes of {args[3]} written to {args[1]} at {offset}\n")
+        except GeomError as exc:
+            raise MonitorError(f"provider {args[0]} {args[1]}: {exc}") from None
+        except (InputError, OSError) as exc:
+            raise MonitorError(f"provider {args[0]}: {exc}") from None
 
     def sysctl_command(self, args: list[str]) -> None:
         """sysctl(8): `sysctl NAME` prints "NAME: value"; a node prints every leaf; -d the description."""

@@ -54,6 +54,7 @@ class Startup:
     outcome: str = "halted"            # "halted", "panic", "userland", "kmem"
     panic: str | None = None
     failed_procs: list[int] = field(default_factory=list)
+    geom: object = None                  # the GEOM mesh (kernel_sim.geom.core.Mesh)
     wanted_procs: int = 0
     kstack_failure: KstackFailure | None = None
     kmem_failure: KmemExhausted | None = None
@@ -129,7 +130,8 @@ def _print_banner(out, machine: Machine, ident: str, s: Startup, handoff: Handof
 
 
 def mi_startup(machine: Machine, handoff: Handoff, layout: BootLayout, ident: str,
-               options: dict[str, object] | None = None, env: dict[str, str] | None = None) -> Startup:
+               options: dict[str, object] | None = None, env: dict[str, str] | None = None,
+               kernconf=None, hints=None) -> Startup:
     """Start the kernel; the result says whether it halted cleanly or how it failed."""
     options = options or {}
     env = env or {}
@@ -147,6 +149,11 @@ def mi_startup(machine: Machine, handoff: Handoff, layout: BootLayout, ident: st
         return s
     out.write_text(f"kmem arena: vm_kmem_size {s.kmem.vm_kmem_size} ({_mb(s.kmem.vm_kmem_size)} MB); "
                    f"KVA free after boot: {s.kva.kva_remaining // 1024} KB\n")
+    if kernconf is not None:
+        from kernel_sim.kern.geom_init import geom_start
+        from kernel_sim.loader.hints import Hints
+
+        s.geom = geom_start(machine, layout, kernconf, hints or Hints([]), env, s.sysctl)
     kernel_map, kernel_arena = s.kva.make_arenas()
     thread0 = next((r.start for r in s.kva.rows if r.consumer == "thread0 kernel stack"), KERNBASE)
     s.procs = ProcTable(kernel_map, kernel_arena, s.pmap, s.pages, out.write_text, thread0)

@@ -124,3 +124,46 @@ def test_upgrade_changes_only_its_blocks_and_the_bootloader_is_protected(example
     assert changed == [0x40000]                           # one erase block, nothing else
     assert hashlib.sha256(after[:0x40000]).digest() == hashlib.sha256(before[:0x40000]).digest()
     assert mesh.open("map/kernel").read(0, 28) == new_kernel[:28]
+
+
+def test_booted_kernel_splits_the_flash_and_upgrades_through_the_monitor(tmp_path, capsys):
+    from tools.cli import main
+
+    flash, hints = tmp_path / "flash.img", tmp_path / "flash.img.hints"
+    assert main(["flash", "build", str(ROOT / "images" / "geom_map-example" / "layout.toml"), "-o", str(flash)]) == 0
+    before = flash.read_bytes()
+    update = tmp_path / "kernel.bin"
+    update.write_bytes(b"upgraded kernel!" * 4)
+    console = tmp_path / "console.txt"
+    code = main(["boot", "--board", "embedded", "--kernconf", str(ROOT / "images" / "EMBEDDED"),
+                 "--flash", f"flash0={flash}", "--hints", str(hints), "-v", "--console", str(console),
+                 "-x", "sysctl kern.geom.conftxt", "-x", "geom map list",
+                 "-x", f"provider write map/upgrade 0 {update}", "-x", "provider read map/kernel 0 16"])
+    out = capsys.readouterr().out
+    assert code == 0
+    text = console.read_text()
+    assert "cfi0: <AMD/Fujitsu - 8MB> at 0x1f000000" in text and "cfid0 on cfi0" in text
+    assert 'MAP: cfid0: 150000x690000, data=0x690000 "/dev/map/rootfs"' in text
+    assert "1 MAP map/bootloader 196608 4 i 0 o 0 entry 0 dsize 196608" in out
+    assert "Name: map/upgrade" in out
+    assert "00000000: 75 70 67 72 61 64 65 64" in out          # "upgraded" read back through map/kernel
+    after = flash.read_bytes()
+    assert after[0x40000:0x40040] == update.read_bytes()
+    assert [b for b in range(0, len(after), 0x10000) if after[b:b + 0x10000] != before[b:b + 0x10000]] == [0x40000]
+    code = main(["boot", "--board", "embedded", "--kernconf", str(ROOT / "images" / "EMBEDDED"),
+                 "--flash", f"flash0={flash}", "--hints", str(hints), "--console", str(console),
+                 "-x", f"provider write map/bootloader 0 {update}"])
+    assert code == 2 and "open for write refused" in capsys.readouterr().err
+    assert flash.read_bytes() == after
+
+
+def test_flash_image_of_the_wrong_size_is_an_input_error(tmp_path, capsys):
+    from tools.cli import main
+
+    bad = tmp_path / "small.img"
+    bad.write_bytes(b"\xff" * 4096)
+    assert main(["boot", "--board", "embedded", "--flash", f"flash0={bad}"]) == 2
+    err = capsys.readouterr().err
+    assert "flash bank flash0 is exactly 8388608 bytes" in err
+    assert main(["boot", "--board", "embedded", "--flash", f"flash9={bad}"]) == 2
+    assert "no flash bank flash9" in capsys.readouterr().err

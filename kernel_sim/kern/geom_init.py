@@ -1,0 +1,67 @@
+"""GEOM at boot: the classes the kernel config compiles in, the disks the drivers attach, tasting.
+
+The CFI driver probes each flash bank of the board over the bus (`device cfi`); every preloaded
+md_image becomes an MD provider (the md driver's preload path); MAP splits what its hints name,
+UZIP/UNCOMPRESS open compressed images. The graph is readable as kern.geom.conftxt/confxml/confdot.
+"""
+
+from __future__ import annotations
+
+from board.machine import Machine
+from kernel_sim.dev.cfi import AMD, CfiDriver, CfiProbeError
+from kernel_sim.geom.core import Mesh
+from kernel_sim.geom.disk import DiskClass, DiskDriver
+from kernel_sim.geom.map import MapClass
+from kernel_sim.geom.md import MdClass, MdUnit
+from kernel_sim.geom.uzip import CompressedClass
+from kernel_sim.kern.sysctl import SysctlTree
+from kernel_sim.loader.hints import Hints
+from kernel_sim.loader.layout import BootLayout
+
+MD_PRELOAD = 1   # sys/sys/mdioctl.h
+
+
+def geom_start(machine: Machine, layout: BootLayout, kernconf, hints: Hints, env: dict[str, str],
+               sysctl: SysctlTree) -> Mesh:
+    out = machine.console
+    mesh = Mesh(printf=out.write_text)
+    bootverbose = env.get("boot_verbose", "NO").lower() not in ("no", "0", "")
+    disk = DiskClass()
+    mesh.add_class(disk)
+    md = MdClass()
+    if kernconf.has_device("md"):
+        mesh.add_class(md)
+    if kernconf.has_device("geom_map"):
+        mesh.add_class(MapClass(hints, bootverbose=bootverbose))
+    if kernconf.has_device("geom_uzip"):
+        mesh.add_class(CompressedClass("uzip"))
+    if kernconf.has_device("geom_uncompress"):
+        mesh.add_class(CompressedClass("uncompress"))
+    sysctl.add("kern.geom.conftxt", "string", handler=mesh.conftxt, description="Dump the GEOM config in txt")
+    sysctl.add("kern.geom.confxml", "string", handler=mesh.confxml, description="Dump the GEOM config in XML")
+    sysctl.add("kern.geom.confdot", "string", handler=mesh.confdot, description="Dump the GEOM config in dot")
+    if kernconf.has_device("md"):
+        for unit, module in enumerate(m for m in layout.modules if m.type in ("md_image", "mfs_root")):
+            out.write_text(f"md{unit}: Preloaded image <{module.name}> {module.size} bytes at 0x{module.va:08x}\n")
+            pa = module.pa
+
+            def read(offset: int, length: int, pa: int = pa) -> bytes:
+                return machine.phys.read(pa + offset, length)
+
+            def write(offset: int, data: bytes, pa: int = pa) -> None:
+                machine.phys.write(pa + offset, data)
+
+            readonly = bool(kernconf.value("MD_ROOT_READONLY")) and unit == 0
+            md.create(mesh, MdUnit(unit, MD_PRELOAD, module.size // 512 * 512, 512, read,
+                                   None if readonly else write))
+    if kernconf.has_device("cfi"):
+        for unit, bank in enumerate(machine.flash.values()):
+            try:
+                drv = CfiDriver(machine, bank.base, unit=unit)
+            except CfiProbeError:
+                continue
+            vendor = "AMD/Fujitsu" if drv.chip.command_set == AMD else "Intel/Sharp"
+            out.write_text(f"cfi{unit}: <{vendor} - {drv.chip.size >> 20}MB> at 0x{bank.base:08x}\n")
+            out.write_text(f"cfid{unit} on cfi{unit}\n")
+            disk.create(mesh, DiskDriver("cfid", unit, drv.chip.size, drv.sectorsize, drv.read, drv.write))
+    return mesh
