@@ -2,11 +2,12 @@
 
 Both compress the same 64 MiB input (text with random bytes mixed in, generated from a fixed seed:
 compressible, not trivially) with zlib level 9 into 16 KiB clusters, with two compression threads
-(`-j 2` here, `-t 2` there). Our side runs write_image in a fresh Python process, so interpreter
-start-up and imports are in the figure. The two outputs are checked once, outside the timing, to
-hold the same bytes. Runs alternate (bench.common.pairs) so machine noise hits both alike.
+(`-j 2` here, `-t 2` there; --jobs changes both). Our side runs write_image in a fresh Python
+process, so interpreter start-up and imports are in the figure. Both outputs are checked once,
+outside the timing, to read back as the input. Runs alternate (bench.common.pairs) so machine
+noise hits both alike.
 
-Usage: python bench/mkuzip.py [--pairs N] [--size MiB]
+Usage: python bench/mkuzip.py [--pairs N] [--size MiB] [--jobs N]
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from bench.common import pairs, report  # noqa: E402
 
 CLUSTER = 16384
 OURS = ("import sys; from kernel_sim.geom.uzip_format import write_image; "
-        "write_image(sys.argv[1], sys.argv[2], compressor='zlib', cluster=int(sys.argv[3]), jobs=2)")
+        "write_image(sys.argv[1], sys.argv[2], compressor='zlib', cluster=int(sys.argv[3]), jobs=int(sys.argv[4]))")
 
 
 def generate(path: Path, size: int, seed: int = 20240601) -> None:
@@ -59,6 +60,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--size", type=int, default=64, help="input size in MiB (default 64)")
+    parser.add_argument("--jobs", type=int, default=2, help="compression threads on both sides (default 2)")
     args = parser.parse_args()
     tool = shutil.which("create_compressed_fs")
     if tool is None:
@@ -68,11 +70,11 @@ def main() -> None:
         tmpdir = Path(tmp)
         source, ours_out, ref_out = tmpdir / "input.img", tmpdir / "ours.uzip", tmpdir / "ref.cloop"
         generate(source, args.size << 20)
-        ours_cmd = [sys.executable, "-c", OURS, str(source), str(ours_out), str(CLUSTER)]
-        ref_cmd = [tool, "-q", "-B", str(CLUSTER), "-t", "2", "-L", "9", str(source), str(ref_out)]
+        ours_cmd = [sys.executable, "-c", OURS, str(source), str(ours_out), str(CLUSTER), str(args.jobs)]
+        ref_cmd = [tool, "-q", "-B", str(CLUSTER), "-t", str(args.jobs), "-L", "9", str(source), str(ref_out)]
         ours, ref = pairs(ours_cmd, ref_cmd, args.pairs)
         same_content(ours_out, ref_out, source)
-        report(f"mkuzip {args.size} MiB zlib-9 -s {CLUSTER} -j 2 (vs create_compressed_fs)",
+        report(f"mkuzip {args.size} MiB zlib-9 -s {CLUSTER} -j {args.jobs} (vs create_compressed_fs)",
                [w for w, _ in ours], [w for w, _ in ref])
         print(f"{'':<44} output: armboard {ours_out.stat().st_size} bytes, reference {ref_out.stat().st_size} bytes")
 

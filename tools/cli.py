@@ -72,8 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--json", dest="json_out", type=Path, metavar="FILE", help="also write the rows as JSON")
     sweep.add_argument("--plot", type=Path, metavar="FILE.svg", help="draw a heatmap of the outcomes")
     from tools.flash_args import add_parser as add_flash_parser
+    from tools.mkuzip_args import add_parser as add_mkuzip_parser
 
     add_flash_parser(sub)
+    add_mkuzip_parser(sub)
     return parser
 
 
@@ -161,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command == "boot":
             return cmd_boot(args)
+        if args.command == "mkuzip":
+            from tools.mkuzip_cmd import cmd_mkuzip
+
+            return cmd_mkuzip(args)
         if args.command == "flash":
             from tools.flash_cmd import cmd_flash
 

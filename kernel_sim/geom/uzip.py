@@ -22,7 +22,7 @@ class CompressedClass(GClass):
         self.name = "UZIP" if flavour == "uzip" else "UNCOMPRESS"
 
     def taste(self, mesh: Mesh, pp: Provider) -> Geom | None:
-        gp = mesh.new_geom(self, pp.name)
+        gp = mesh.new_geom(self, f"{pp.name}.{self.flavour}")     # g_new_geomf(mp, "%s.uzip", pp->name)
         cp = mesh.attach(gp, pp)
         if cp.access(1, 0, 0):
             mesh.detach(cp)
@@ -31,7 +31,7 @@ class CompressedClass(GClass):
         try:
             image = parse_header(_reader(cp),
                                  pp.mediasize, sector_size=pp.sectorsize, flavour=self.flavour,
-                                 log=lambda line: mesh.printf(f"{pp.name}: {line}\n"))
+                                 log=lambda line: mesh.printf(f"{gp.name}: {line}\n"))
         except CloopError:
             cp.access(-1, 0, 0)
             mesh.detach(cp)

@@ -26,12 +26,17 @@ Errors are ``CloopError`` with the errno FreeBSD would report (numbers from sys/
 * ``EILSEQ`` (86): a UZIP cluster whose compressed data is corrupt (g_uzip_do sets bio_error = EILSEQ).
 
 Where FreeBSD misbehaves on hostile input we stay safe and say so where it happens: no 32-bit wrap of
-the table size, no out-of-bounds table reads, no buffer overrun, no KASSERT panic.
+the table size, no out-of-bounds table reads, no buffer overrun, no KASSERT panic; and where its code
+contradicts its own comment (the zero-padded last cluster in g_uzip_do) we follow the comment.
 
 Writing (``write_image``) produces mkuzip's format with its defaults: 16 KiB clusters, zlib level 9
 ("#V2.0"), lzma/xz ("#L3.0", level 6) or zstd level 9 with checksums ("#Z4.0"), all-zero clusters
 stored as zero-length blocks unless ``zero_detect`` is off (-Z), MD5 dedup with back-references (-d,
-lowercase compressor letter, zlib bumped to version 3), output padded to 512 bytes.
+lowercase compressor letter, zlib bumped to version 3), output padded to 512 bytes. It differs from
+mkuzip only where the kernel reads the result the same: the last cluster is padded with zeros to
+blksz; the nblocks+1'th offset always holds the end of the data; the zlib window and the xz
+dictionary are sized to the cluster (faster, output within 0.01%); and an xz cluster larger than
+g_uzip_lzma.c accepts is an error here rather than an image the kernel refuses.
 """
 
 from __future__ import annotations

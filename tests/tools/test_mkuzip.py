@@ -10,7 +10,8 @@ import pytest
 from kernel_sim.errors import InputError
 from kernel_sim.geom import uzip_format as uf
 from tools.cli import UsageError, _Parser
-from tools.mkuzip_cmd import add_parser, cmd_mkuzip
+from tools.mkuzip_args import add_parser
+from tools.mkuzip_cmd import cmd_mkuzip
 
 try:
     import zstandard
