@@ -44,6 +44,27 @@ class GClass:
         return ""
 
 
+class StorageClass(GClass):
+    """A class whose geom's softc is the storage itself: `read(offset, length)`, `write(offset, data)`
+    (None for read-only media, which refuse write opens with EROFS). DISK and MD are such classes."""
+
+    def access(self, pp: Provider, dr: int, dw: int, de: int) -> int:
+        return EROFS if dw > 0 and pp.geom.softc.write is None else 0
+
+    def read(self, pp: Provider, offset: int, length: int) -> bytes:
+        return pp.geom.softc.read(offset, length)
+
+    def write(self, pp: Provider, offset: int, data: bytes) -> None:
+        pp.geom.softc.write(offset, data)
+
+    def publish(self, mesh: Mesh, name: str, softc) -> Provider:
+        """One geom with one provider over `softc`, published for every class to taste."""
+        gp = mesh.new_geom(self, name, softc=softc)
+        pp = mesh.new_provider(gp, name, softc.mediasize, softc.sectorsize)
+        mesh.publish(pp)
+        return pp
+
+
 class Geom:
     def __init__(self, cls: GClass, name: str, softc: object = None) -> None:
         self.cls = cls

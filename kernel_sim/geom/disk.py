@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kernel_sim.geom.core import EROFS, GClass, Geom, Mesh, Provider
+from kernel_sim.geom.core import Geom, Mesh, Provider, StorageClass
 
 
 @dataclass
@@ -22,25 +22,12 @@ class DiskDriver:
     fwsectors: int = 0
 
 
-class DiskClass(GClass):
+class DiskClass(StorageClass):
     name = "DISK"
 
     def create(self, mesh: Mesh, disk: DiskDriver) -> Provider:
         """disk_create(): publish <name><unit> and let every class taste it."""
-        gp = mesh.new_geom(self, f"{disk.name}{disk.unit}", softc=disk)
-        pp = mesh.new_provider(gp, gp.name, disk.mediasize, disk.sectorsize)
-        mesh.publish(pp)
-        return pp
-
-    def access(self, pp: Provider, dr: int, dw: int, de: int) -> int:
-        disk: DiskDriver = pp.geom.softc
-        return EROFS if dw > 0 and disk.write is None else 0
-
-    def read(self, pp: Provider, offset: int, length: int) -> bytes:
-        return pp.geom.softc.read(offset, length)
-
-    def write(self, pp: Provider, offset: int, data: bytes) -> None:
-        pp.geom.softc.write(offset, data)
+        return self.publish(mesh, f"{disk.name}{disk.unit}", disk)
 
     def dumpconf(self, gp: Geom, pp: Provider) -> str:
         disk: DiskDriver = gp.softc

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kernel_sim.geom.core import EROFS, GClass, Geom, Mesh, Provider
+from kernel_sim.geom.core import Geom, Mesh, Provider, StorageClass
 
 MD_TYPE_NAMES = {0: "malloc", 1: "preload", 2: "vnode", 3: "swap", 4: "null"}   # sys/sys/mdioctl.h
 
@@ -27,23 +27,11 @@ class MdUnit:
     file: str | None = None
 
 
-class MdClass(GClass):
+class MdClass(StorageClass):
     name = "MD"
 
     def create(self, mesh: Mesh, md: MdUnit) -> Provider:
-        gp = mesh.new_geom(self, f"md{md.unit}", softc=md)
-        pp = mesh.new_provider(gp, gp.name, md.mediasize, md.sectorsize)
-        mesh.publish(pp)
-        return pp
-
-    def access(self, pp: Provider, dr: int, dw: int, de: int) -> int:
-        return EROFS if dw > 0 and pp.geom.softc.write is None else 0
-
-    def read(self, pp: Provider, offset: int, length: int) -> bytes:
-        return pp.geom.softc.read(offset, length)
-
-    def write(self, pp: Provider, offset: int, data: bytes) -> None:
-        pp.geom.softc.write(offset, data)
+        return self.publish(mesh, f"md{md.unit}", md)
 
     def dumpconf(self, gp: Geom, pp: Provider) -> str:
         md: MdUnit = gp.softc
