@@ -28,6 +28,8 @@ class CfiChip:
     size: int
     regions: list[tuple[int, int]]   # (block size on the bus, count)
     write_buffer: int
+    manufacturer: int = 0
+    device: int = 0
 
     def block_of(self, offset: int) -> tuple[int, int]:
         """(start, size) of the erase block holding offset."""
@@ -87,7 +89,17 @@ class CfiDriver:
             regions.append((size, count))
         write_buffer = (1 << (q8(0x2A) | q8(0x2B) << 8)) * chips
         self._cmd(0, 0xF0 if command_set == AMD else 0xFF)
-        return CfiChip(base, self.width, command_set, per_chip * chips, regions, write_buffer)
+        # The identifier (autoselect): manufacturer at word 0, device at word 1 (cfi_core.c cfi_probe)
+        if command_set == AMD:
+            self._unlock()
+            self._cmd(0x555, 0x90)
+        else:
+            self._cmd(0, 0x90)
+        lane = (1 << (8 * device_width)) - 1
+        manufacturer, device = self._rd(0) & lane, self._rd(self.width) & lane
+        self._cmd(0, 0xF0 if command_set == AMD else 0xFF)
+        return CfiChip(base, self.width, command_set, per_chip * chips, regions, write_buffer,
+                       manufacturer, device)
 
     # ------------------------------------------------------------ strategy
     def read(self, offset: int, length: int) -> bytes:
