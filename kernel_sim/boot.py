@@ -322,7 +322,13 @@ def _after_handover(result: BootResult, handoff: Handoff) -> BootResult:
         result.exit_code, result.status, result.stage = 0, "halted", "mi_startup"
         result.message = "The kernel halted cleanly."
         return result
-    if startup.outcome == "panic" and startup.kstack_failure is None:
+    if startup.outcome == "panic" and startup.panic and startup.panic.startswith("mountroot"):
+        tried = ", ".join(startup.root_specs)
+        result.diagnosis = Diagnosis("mountroot", f"Boot failed in vfs_mountroot: panic \"{startup.panic}\". No root "
+                                                  f"file system could be mounted from {tried}; the console shows "
+                                                  "each attempt's error (22: no UFS superblock on the device, "
+                                                  "6: no such GEOM provider).")
+    elif startup.outcome == "panic" and startup.kstack_failure is None:
         result.diagnosis = diagnose_kva_panic(startup)
     elif startup.outcome == "panic":
         result.diagnosis = diagnose_userland(startup)

@@ -133,7 +133,7 @@ def cmd_boot(args: argparse.Namespace) -> int:
 
         startup = result.startup
         monitor = Monitor(result.machine, sysctl=startup.sysctl if startup else None,
-                          geom=startup.geom if startup else None)
+                          geom=startup.geom if startup else None, vfs=startup.vfs if startup else None)
         for command in args.monitor_commands:
             try:
                 monitor.run(command)

@@ -31,15 +31,16 @@ class MonitorError(Exception):
 
 class Monitor:
     def __init__(self, machine: Machine, out: TextIO | None = None, sysctl: SysctlTree | None = None,
-                 geom=None) -> None:
+                 geom=None, vfs=None) -> None:
         self.machine = machine
         self.geom = geom
+        self.vfs = vfs
         self.out = out if out is not None else sys.stdout   # looked up now: tests swap sys.stdout
         self.sysctl = sysctl
         self.commands: dict[str, Callable[[list[str]], None]] = {
             "info": self.info, "x": self.examine, "xp": self.examine, "quit": self.quit, "q": self.quit,
             "help": self.help, "sysctl": self.sysctl_command, "geom": self.geom_command,
-            "provider": self.provider_command,
+            "provider": self.provider_command, "ls": self.ls, "cat": self.cat,
         }
         self.done = False
 
@@ -59,7 +60,7 @@ class Monitor:
     def help(self, _args: list[str]) -> None:
         self.out.write("info registers | info mem | x/N[wbx] ADDR (virtual) | xp/N ADDR (physical) | "
                        "sysctl [-d] [NAME...] | geom [CLASS] list | provider read NAME OFF LEN [FILE] | "
-                       "provider write NAME OFF FILE | quit\n")
+                       "provider write NAME OFF FILE | ls [-l] PATH | cat PATH | quit\n")
 
     def _mesh(self):
         if self.geom is None:
@@ -124,6 +125,38 @@ class Monitor:
             raise MonitorError(f"provider {args[0]} {args[1]}: {exc}") from None
         except (InputError, OSError) as exc:
             raise MonitorError(f"provider {args[0]}: {exc}") from None
+
+    def _root(self):
+        if self.vfs is None or "/" not in self.vfs.mounts:
+            raise MonitorError("no root file system is mounted")
+        return self.vfs
+
+    def ls(self, args: list[str]) -> None:
+        """`ls [-l] PATH` on the mounted root file system."""
+        from kernel_sim.fs.vfs import VfsError
+
+        long = bool(args) and args[0] == "-l"
+        rest = args[1:] if long else args
+        path = rest[0] if rest else "/"
+        try:
+            entries = self._root().listdir(path)
+        except VfsError as exc:
+            raise MonitorError(f"ls: {exc}") from None
+        for name, _ino, mode, size in entries:
+            if name in (".", ".."):
+                continue
+            self.out.write(f"{oct(mode)[-6:]} {size:>10} {name}\n" if long else f"{name}\n")
+
+    def cat(self, args: list[str]) -> None:
+        """`cat PATH` from the mounted root file system."""
+        from kernel_sim.fs.vfs import VfsError
+
+        if len(args) != 1:
+            raise MonitorError("usage: cat PATH")
+        try:
+            self.out.write(self._root().read_file(args[0]).decode("utf-8", "replace"))
+        except VfsError as exc:
+            raise MonitorError(f"cat: {exc}") from None
 
     def sysctl_command(self, args: list[str]) -> None:
         """sysctl(8): `sysctl NAME` prints "NAME: value"; a node prints every leaf; -d the description."""

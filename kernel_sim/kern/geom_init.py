@@ -40,10 +40,19 @@ def geom_start(machine: Machine, layout: BootLayout, kernconf, hints: Hints, env
     sysctl.add("kern.geom.conftxt", "string", handler=mesh.conftxt, description="Dump the GEOM config in txt")
     sysctl.add("kern.geom.confxml", "string", handler=mesh.confxml, description="Dump the GEOM config in XML")
     sysctl.add("kern.geom.confdot", "string", handler=mesh.confdot, description="Dump the GEOM config in dot")
-    if kernconf.has_device("md"):
-        for unit, module in enumerate(m for m in layout.modules if m.type in ("md_image", "mfs_root")):
-            out.write_text(f"md{unit}: Preloaded image <{module.name}> {module.size} bytes at 0x{module.va:08x}\n")
-            pa = module.pa
+    if kernconf.has_device("md") or kernconf.value("MD_ROOT"):
+        images = []
+        if kernconf.value("MD_ROOT") and layout.embedded_md is not None:
+            va, size = layout.embedded_md                 # md.c: the MD_ROOT_SIZE mfs_root[] array is md0
+            images.append((f"md{len(images)}: Embedded image {size} bytes at 0x{va:08x}\n", layout.pa(va), size))
+        for module in layout.modules:
+            if module.type in ("md_image", "mfs_root"):
+                images.append((f"md{len(images)}: Preloaded image <{module.name}> {module.size} bytes at "
+                               f"0x{module.va:08x}\n", module.pa, module.size))
+        if md not in mesh.classes:
+            mesh.add_class(md)
+        for unit, (line, pa, size) in enumerate(images):
+            out.write_text(line)
 
             def read(offset: int, length: int, pa: int = pa) -> bytes:
                 return machine.phys.read(pa + offset, length)
@@ -52,8 +61,7 @@ def geom_start(machine: Machine, layout: BootLayout, kernconf, hints: Hints, env
                 machine.phys.write(pa + offset, data)
 
             readonly = bool(kernconf.value("MD_ROOT_READONLY")) and unit == 0
-            md.create(mesh, MdUnit(unit, MD_PRELOAD, module.size // 512 * 512, 512, read,
-                                   None if readonly else write))
+            md.create(mesh, MdUnit(unit, MD_PRELOAD, size // 512 * 512, 512, read, None if readonly else write))
     if kernconf.has_device("cfi"):
         for unit, bank in enumerate(machine.flash.values()):
             try:

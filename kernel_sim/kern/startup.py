@@ -55,6 +55,8 @@ class Startup:
     panic: str | None = None
     failed_procs: list[int] = field(default_factory=list)
     geom: object = None                  # the GEOM mesh (kernel_sim.geom.core.Mesh)
+    vfs: object = None                   # kernel_sim.fs.vfs.Vfs
+    root_specs: list[str] = field(default_factory=list)
     wanted_procs: int = 0
     kstack_failure: KstackFailure | None = None
     kmem_failure: KmemExhausted | None = None
@@ -154,6 +156,15 @@ def mi_startup(machine: Machine, handoff: Handoff, layout: BootLayout, ident: st
         from kernel_sim.loader.hints import Hints
 
         s.geom = geom_start(machine, layout, kernconf, hints or Hints([]), env, s.sysctl)
+        from kernel_sim.fs.vfs import Vfs
+        from kernel_sim.kern.mountroot import mountroot, root_specs
+
+        s.vfs = Vfs(s.geom)
+        s.root_specs = root_specs(env, kernconf)
+        if s.root_specs and mountroot(s.vfs, s.root_specs, out.write_text) is None:
+            s.outcome, s.panic = "panic", "mountroot: unable to (re-)mount root."   # vfs_mountroot.c
+            out.write_text(f"panic: {s.panic}\ncpuid = 0\n")
+            return s
     kernel_map, kernel_arena = s.kva.make_arenas()
     thread0 = next((r.start for r in s.kva.rows if r.consumer == "thread0 kernel stack"), KERNBASE)
     s.procs = ProcTable(kernel_map, kernel_arena, s.pmap, s.pages, out.write_text, thread0)
@@ -184,7 +195,11 @@ def mi_startup(machine: Machine, handoff: Handoff, layout: BootLayout, ident: st
         _kmem_stress(s, stress, env)
         if s.kmem_failure is not None:
             return s
-    out.write_text("mi_startup: no file systems or root mount in this kernel yet; init is done, halting.\n")
+    if s.vfs is not None and "/" in s.vfs.mounts:
+        out.write_text("mi_startup: root is mounted read-only; init does not run /etc/rc yet, halting.\n")
+    else:
+        out.write_text("mi_startup: no root file system configured (vfs.root.mountfrom, ROOTDEVNAME or "
+                       "MD_ROOT); init is done, halting.\n")
     out.write_text("The operating system has halted.\n")
     return s
 

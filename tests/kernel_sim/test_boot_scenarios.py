@@ -168,8 +168,12 @@ def test_md_root_embedded_image_is_written_into_the_kernel(boot, tmp_path):
     conf = tmp_path / "KERNCONF"
     conf.write_text(f"ident MDROOT\noptions MD_ROOT\noptions MD_ROOT_SIZE=64\nmakeoptions MFS_IMAGE={image}\n")
     result = boot(kernconf=conf)
-    assert result.exit_code == 0
     va, size = result.prepared.layout.embedded_md
+    text = result.console.decode()
+    assert f"md0: Embedded image 65536 bytes at 0x{va:08x}" in text
+    # MD_ROOT mounts ufs:/dev/md0, and "UFS!" is no file system: the mountroot panic, as FreeBSD
+    assert "Mounting from ufs:/dev/md0 failed with error 22." in text
+    assert result.exit_code == 1 and result.stage == "mountroot"
     assert size == 64 * 1024
     assert result.machine.phys.read(result.prepared.layout.pa(va), 4) == b"UFS!"
     assert result.prepared.layout.kernel_end_va == va + size
