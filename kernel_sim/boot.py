@@ -18,18 +18,8 @@ from board.profile import BoardProfile, ProfileError, load_profile
 from kernel_sim.errors import InputError
 from kernel_sim.guest.abi import MIB, GuestConfig, Handoff
 from kernel_sim.guest.build import GuestImage, guest_image
-from kernel_sim.kern.diagnose import (
-    Diagnosis,
-    diagnose_fatal,
-    diagnose_kmem,
-    diagnose_kva_panic,
-    diagnose_lost_metadata,
-    diagnose_panic,
-    diagnose_userland,
-)
 from kernel_sim.kern.hypercalls import GateEvent, handle_hypercall
-from kernel_sim.kern.panic import KernelPanic
-from kernel_sim.kern.startup import MemorySummary, Startup, check_inputs, mi_startup
+from kernel_sim.kern.tunables import check_inputs
 from kernel_sim.loader import layout as layout_mod
 from kernel_sim.loader.hints import hints_from_env, parse_hints
 from kernel_sim.loader.kernconf import KernelConfig, parse_kernconf
@@ -87,11 +77,11 @@ class BootResult:
     machine: Machine
     prepared: PreparedBoot
     handoff: Handoff | None = None
-    diagnosis: Diagnosis | None = None
-    memory: MemorySummary | None = None
+    diagnosis: object = None          # kernel_sim.kern.diagnose.Diagnosis
+    memory: object = None             # kernel_sim.kern.startup.MemorySummary
     stop: Stop | None = None
     event: GateEvent | None = None
-    startup: Startup | None = None
+    startup: object = None            # kernel_sim.kern.startup.Startup
 
     @property
     def console(self) -> bytes:
@@ -278,6 +268,8 @@ def run(prep: PreparedBoot, machine: Machine | None = None) -> BootResult:
     if stop.kind != "hypercall":
         result.message = f"Boot failed: the guest stopped unexpectedly: {stop.detail}."
         return result
+    from kernel_sim.kern.diagnose import diagnose_fatal, diagnose_panic  # failure and mi_startup paths only
+
     event = stop.value
     assert isinstance(event, GateEvent)
     result.event = event
@@ -296,6 +288,17 @@ def run(prep: PreparedBoot, machine: Machine | None = None) -> BootResult:
 
 
 def _after_handover(result: BootResult, handoff: Handoff) -> BootResult:
+    # Imported here: a boot that stops at the hand-over never pays for the Python kernel's modules.
+    from kernel_sim.kern.diagnose import (
+        Diagnosis,
+        diagnose_kmem,
+        diagnose_kva_panic,
+        diagnose_lost_metadata,
+        diagnose_userland,
+    )
+    from kernel_sim.kern.panic import KernelPanic
+    from kernel_sim.kern.startup import mi_startup
+
     prep = result.prepared
     result.handoff = handoff
     result.stage = "handover"

@@ -14,7 +14,8 @@ from kernel_sim.errors import InputError
 from kernel_sim.guest.abi import KERNBASE, KERNVIRTADDR, MIB, PAGE_SIZE, PT2PG_SPAN
 from kernel_sim.kern.diagnose import min_locore_map_mb, min_nkpt2pg
 from kernel_sim.kern.proc import KSTACK_GUARD_PAGES, KSTACK_PAGES
-from kernel_sim.kern.startup import _tunable_int, kmem_and_kva
+from kernel_sim.kern.startup import kmem_and_kva
+from kernel_sim.kern.tunables import _tunable_int
 from kernel_sim.loader.layout import round_page
 from kernel_sim.vm.kmem import KmemResult
 from kernel_sim.vm.kva_layout import KvaLayout, kernel_arena_alloc

@@ -12,13 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from board.machine import Machine
-from kernel_sim.errors import InputError
 from kernel_sim.guest.abi import KERNBASE, MIB, PAGE_SIZE, PT2MAP, Handoff
 from kernel_sim.kern.malloc import M_WAITOK, KmemExhausted, Malloc
 from kernel_sim.kern.proc import KSTACK_GUARD_PAGES, KSTACK_PAGES, KstackFailure, ProcTable
 from kernel_sim.kern.sysctl import SysctlTree, publish_boot_figures
+from kernel_sim.kern.tunables import HZ_DEFAULT, _kmem_options, _tunable_int
 from kernel_sim.loader.layout import BootLayout
-from kernel_sim.loader.sizes import parse_int, parse_size
 from kernel_sim.vm.kmem import KmemResult, kmeminit
 from kernel_sim.vm.kva_layout import KvaLayout, layout_kva
 from kernel_sim.vm.phys import PhysAllocator
@@ -26,8 +25,6 @@ from kernel_sim.vm.pmap import KernelPmap
 from kernel_sim.vm.vmem import Vmem
 
 VERSION = "armboard 0.1.0 (synthetic FreeBSD 12 armv7 kernel)"
-KMEM_OPTIONS = ("VM_KMEM_SIZE", "VM_KMEM_SIZE_SCALE", "VM_KMEM_SIZE_MIN", "VM_KMEM_SIZE_MAX")
-HZ_DEFAULT = 1000   # sys/kern/subr_param.c: HZ on arm
 
 
 @dataclass(frozen=True)
@@ -67,28 +64,6 @@ class Startup:
 
 def _mb(n: int) -> int:
     return n // MIB
-
-
-def _tunable_int(env: dict[str, str], name: str, default: int, *, size: bool = False) -> int:
-    if name not in env:
-        return default
-    try:
-        return parse_size(env[name], where=name) if size else parse_int(env[name], where=name)
-    except InputError:
-        raise InputError(f"{name}={env[name]!r} is not a {'size' if size else 'number'}", name) from None
-
-
-def _kmem_options(options: dict[str, object]) -> dict[str, int | None]:
-    return {name: options[name] for name in KMEM_OPTIONS if options.get(name) is not None}
-
-
-def check_inputs(physmem: int, devmap_va: int, options: dict[str, object], env: dict[str, str]) -> None:
-    """Refuse bad kmem options and tunables before the guest runs (InputError naming them)."""
-    kmeminit(v_page_count=max(1, physmem // PAGE_SIZE), physmem=physmem, kernel_map_size=devmap_va - KERNBASE,
-             options=_kmem_options(options), tunables=env)
-    _tunable_int(env, "debug.init_procs", 0)
-    _tunable_int(env, "debug.kmem_stress", 0, size=True)
-    _tunable_int(env, "kern.hz", HZ_DEFAULT)
 
 
 def kmem_and_kva(*, v_page_count: int, kernend: int, nkpt2pg: int, boot_pt_pages: int, devmap_va: int,
