@@ -288,22 +288,14 @@ def run(prep: PreparedBoot, machine: Machine | None = None) -> BootResult:
 
 
 def _after_handover(result: BootResult, handoff: Handoff) -> BootResult:
-    # Imported here: a boot that stops at the hand-over never pays for the Python kernel's modules.
-    from kernel_sim.kern.diagnose import (
-        Diagnosis,
-        diagnose_kmem,
-        diagnose_kva_panic,
-        diagnose_lost_metadata,
-        diagnose_userland,
-    )
-    from kernel_sim.kern.panic import KernelPanic
-    from kernel_sim.kern.startup import mi_startup
 
     prep = result.prepared
     result.handoff = handoff
     result.stage = "handover"
     expected = len(prep.layout.modules) + 1
     if prep.request.abi == "freebsd" and handoff.nmodules < expected:
+        from kernel_sim.kern.diagnose import diagnose_lost_metadata
+
         result.diagnosis = diagnose_lost_metadata(prep.layout, prep.options, prep.layout.metadata_va)
         result.stage, result.message = "initarm", result.diagnosis.text
         return result
@@ -311,6 +303,11 @@ def _after_handover(result: BootResult, handoff: Handoff) -> BootResult:
         result.exit_code, result.status = 0, "stopped"
         result.message = "Stopped at the hand-over to the Python kernel."
         return result
+    # Imported here: a boot that stops at the hand-over never pays for the Python kernel's modules.
+    from kernel_sim.kern.diagnose import Diagnosis, diagnose_kmem, diagnose_kva_panic, diagnose_userland
+    from kernel_sim.kern.panic import KernelPanic
+    from kernel_sim.kern.startup import mi_startup
+
     try:
         startup = mi_startup(result.machine, handoff, prep.layout, prep.kernconf.ident or "GENERIC",
                              options=dict(prep.kernconf.options), env=prep.loader.env, kernconf=prep.kernconf,
