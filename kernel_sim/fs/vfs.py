@@ -31,19 +31,6 @@ class Mount:
     consumer: Consumer
 
 
-def _reader(cp: Consumer):
-    sector = cp.provider.sectorsize
-
-    def read(offset: int, length: int) -> bytes:
-        start = offset // sector * sector
-        end = min(-(-(offset + length) // sector) * sector, cp.provider.mediasize)
-        if start >= end:
-            return b""
-        data = cp.read(start, end - start)
-        return data[offset - start:offset - start + length]
-    return read
-
-
 class Vfs:
     def __init__(self, mesh: Mesh) -> None:
         self.mesh = mesh
@@ -60,7 +47,7 @@ class Vfs:
         except GeomError as exc:
             raise VfsError(exc.errno, str(exc)) from None
         try:
-            fs = UfsMount.open(_reader(cp), cp.provider.mediasize)
+            fs = UfsMount.open(cp.read_bytes, cp.provider.mediasize)
         except UfsError as exc:
             self.mesh.close(cp)
             # ffs_mountfs: no superblock at any SBLOCKSEARCH location is EINVAL

@@ -133,6 +133,15 @@ class Consumer:
         _check_range(pp, offset, length)
         return pp.geom.cls.read(pp, offset, length)
 
+    def read_bytes(self, offset: int, length: int) -> bytes:
+        """Bytes at any offset: the request widened to whole sectors, as a bio would be, then cut."""
+        sector = self.provider.sectorsize
+        start = offset // sector * sector
+        end = min(-(-(offset + length) // sector) * sector, self.provider.mediasize)
+        if start >= end:
+            return b""
+        return self.read(start, end - start)[offset - start:offset - start + length]
+
     def write(self, offset: int, data: bytes) -> None:
         pp = self.provider
         if self.acw <= 0:

@@ -29,7 +29,7 @@ class CompressedClass(GClass):
             mesh.geoms.remove(gp)
             return None
         try:
-            image = parse_header(_reader(cp),
+            image = parse_header(cp.read_bytes,
                                  pp.mediasize, sector_size=pp.sectorsize, flavour=self.flavour,
                                  log=lambda line: mesh.printf(f"{gp.name}: {line}\n"))
         except CloopError:
@@ -48,20 +48,7 @@ class CompressedClass(GClass):
     def read(self, pp: Provider, offset: int, length: int) -> bytes:
         cp, image = pp.geom.softc
         try:
-            return image.read(offset, length, _reader(cp))
+            return image.read(offset, length, cp.read_bytes)
         except CloopError as exc:
             raise GeomError(ERRNO.get(exc.errno_name, 5), f"{pp.name}: {exc}") from None
 
-
-def _reader(cp):
-    """Reads of any extent through the consumer, widened to whole sectors as bio requests are."""
-    sector = cp.provider.sectorsize
-
-    def read(offset: int, length: int) -> bytes:
-        start = offset // sector * sector
-        end = min(-(-(offset + length) // sector) * sector, cp.provider.mediasize)
-        if start >= end:
-            return b""
-        data = cp.read(start, end - start)
-        return data[offset - start:offset - start + length]
-    return read
