@@ -1,0 +1,407 @@
+"""mdconfig(8) (sbin/mdconfig/mdconfig.c) as a function over an MdDriver.
+
+Why a function: the same code serves the guest's /sbin/mdconfig and the monitor. It follows the
+FreeBSD 14 tool: BSD getopt (stops at the first operand), its argument checks and messages, exit 1 on
+errors (errx/err/usage), and `-l`'s return of -1 (exit status 255) when a queried unit or file is not
+found. The listing comes from the driver (the real tool reads the GEOM tree; same units, same order).
+Paths of -f are host paths for now (`realpath`/`stat` are injectable for the guest VFS later).
+"""
+
+from __future__ import annotations
+
+import os
+import stat as statmod
+from collections.abc import Callable
+
+from kernel_sim.dev.md import (
+    MD_ASYNC,
+    MD_AUTOUNIT,
+    MD_CACHE,
+    MD_CLUSTER,
+    MD_COMPRESS,
+    MD_FORCE,
+    MD_MALLOC,
+    MD_NULL,
+    MD_READONLY,
+    MD_RESERVE,
+    MD_SWAP,
+    MD_VERIFY,
+    MD_VNODE,
+    MdDriver,
+    MdError,
+)
+from kernel_sim.geom.md import MD_TYPE_NAMES
+
+PROG = "mdconfig"
+OPTSTRING = "ab:df:lno:rs:S:t:u:vx:y:L:"
+DEV_BSIZE = 512
+
+USAGE = (
+    "usage: mdconfig -a -t type [-n] [-o [no]option] ... [-f file]\n"
+    "                [-s size] [-S sectorsize] [-u unit] [-L label]\n"
+    "                [-x sectors/track] [-y heads/cylinder]\n"
+    "       mdconfig -d -u unit [-o [no]force]\n"
+    "       mdconfig -r -u unit -s size [-o [no]force]\n"
+    "       mdconfig -l [-v] [-n] [-f file] [-u unit]\n"
+    "       mdconfig file\n"
+    "\t\ttype = {malloc, vnode, swap}\n"
+    "\t\toption = {cache, cluster, compress, force,\n"
+    "\t\t          readonly, reserve, ro, verify}\n"
+    "\t\tsize = %d (512 byte blocks), %db (B),\n"
+    "\t\t       %dk (kB), %dm (MB), %dg (GB), \n"
+    "\t\t       %dt (TB), or %dp (PB)\n"
+)
+
+# sys/sys/errno.h messages (FreeBSD strerror) for what md's ioctls return.
+STRERROR = {1: "Operation not permitted", 2: "No such file or directory", 5: "Input/output error",
+            12: "Cannot allocate memory", 13: "Permission denied", 14: "Bad address", 16: "Device busy",
+            20: "Not a directory", 21: "Is a directory", 22: "Invalid argument", 25: "Inappropriate ioctl for device",
+            28: "No space left on device", 30: "Read-only file system", 33: "Numerical argument out of domain",
+            45: "Operation not supported", 63: "File name too long"}
+
+_OPTIONS = {"async": MD_ASYNC, "cache": MD_CACHE, "cluster": MD_CLUSTER, "compress": MD_COMPRESS,
+            "force": MD_FORCE, "readonly": MD_READONLY, "ro": MD_READONLY, "reserve": MD_RESERVE,
+            "verify": MD_VERIFY}
+_TYPES = {"malloc": MD_MALLOC, "vnode": MD_VNODE, "swap": MD_SWAP, "null": MD_NULL}
+_SHIFTS = {"b": 0, "k": 10, "m": 20, "g": 30, "t": 40, "p": 50}
+
+
+class _Exit(Exception):
+    def __init__(self, status: int) -> None:
+        self.status = status
+
+
+def _strtoumax(text: str) -> tuple[int, str]:
+    """strtoumax(text, &end, 0): the value and the unparsed rest (0 and all of it when nothing parses)."""
+    s = text.lstrip()
+    i = 1 if s[:1] in "+-" else 0
+    neg = s[:1] == "-"
+    base, digits = 10, "0123456789"
+    if s[i:i + 2].lower() == "0x" and s[i + 2:i + 3].lower() in "0123456789abcdef" and s[i + 2:i + 3]:
+        base, digits, i = 16, "0123456789abcdef", i + 2
+    elif s[i:i + 1] == "0":
+        base, digits = 8, "01234567"
+    j = i
+    while j < len(s) and s[j].lower() in digits:
+        j += 1
+    if j == i:
+        return 0, text
+    value = min(int(s[i:j], base), (1 << 64) - 1)
+    return ((-value) % (1 << 64) if neg else value), s[j:]
+
+
+def humanize(n: int) -> str:
+    """humanize_number(buf, 6, n, "", HN_AUTOSCALE, HN_B | HN_NOSPACE | HN_DECIMAL) (lib/libutil)."""
+    prefixes = ["B", "K", "M", "G", "T", "P", "E"]
+    divisor, deccut, length = 1024, 973, 6
+    baselen = 2                              # one digit + the prefix
+    maxv = 10 ** (length - baselen)
+    quotient, remainder, i = n, 0, 0
+    while (quotient >= maxv or (quotient == maxv - 1 and (remainder >= deccut or remainder >= divisor // 2))) \
+            and i < len(prefixes) - 1:
+        remainder = quotient % divisor
+        quotient //= divisor
+        i += 1
+    if ((quotient == 9 and remainder < deccut) or quotient < 9) and i > 0:
+        s1 = quotient + ((remainder * 10 + divisor // 2) // divisor // 10)
+        s2 = ((remainder * 10 + divisor // 2) // divisor) % 10
+        return f"{s1}.{s2}{prefixes[i]}"
+    return f"{quotient + (remainder + divisor // 2) // divisor}{prefixes[i]}"
+
+
+def _getopt(argv: list[str], err: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
+    """BSD getopt(3): options until the first operand or "--"; '?' for an unknown or argument-less option."""
+    opts: list[tuple[str, str]] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            i += 1
+            break
+        if not arg.startswith("-") or arg == "-":
+            break
+        j = 1
+        while j < len(arg):
+            ch = arg[j]
+            k = OPTSTRING.find(ch)
+            if ch == ":" or k < 0:
+                err.append(f"{PROG}: illegal option -- {ch}\n")
+                opts.append(("?", ""))
+                j += 1
+                continue
+            if k + 1 < len(OPTSTRING) and OPTSTRING[k + 1] == ":":
+                if j + 1 < len(arg):
+                    opts.append((ch, arg[j + 1:]))
+                elif i + 1 < len(argv):
+                    i += 1
+                    opts.append((ch, argv[i]))
+                else:
+                    err.append(f"{PROG}: option requires an argument -- {ch}\n")
+                    opts.append(("?", ""))
+                break
+            opts.append((ch, ""))
+            j += 1
+        i += 1
+    return opts, argv[i:]
+
+
+def mdconfig(driver: MdDriver, argv: list[str], *, realpath: Callable[[str], str] = os.path.realpath,
+             stat: Callable[[str], os.stat_result] = os.stat,
+             writable: Callable[[str], bool] = lambda p: os.access(p, os.W_OK)) -> tuple[int, str, str]:
+    """Run `mdconfig argv...` (argv without the program name): (exit status, stdout, stderr)."""
+    out: list[str] = []
+    err: list[str] = []
+    try:
+        status = _main(driver, argv, out, err, realpath, stat, writable)
+    except _Exit as exc:
+        status = exc.status
+    return status, "".join(out), "".join(err)
+
+
+def _main(driver: MdDriver, argv: list[str], out: list[str], err: list[str], realpath: Callable[[str], str],
+          stat: Callable[[str], os.stat_result], writable: Callable[[str], bool]) -> int:
+    def usage() -> None:
+        err.append(USAGE)
+        raise _Exit(1)
+
+    def errx(msg: str) -> None:
+        err.append(f"{PROG}: {msg}\n")
+        raise _Exit(1)
+
+    if not argv:
+        usage()
+    action = "UNSET"
+    options = 0
+    mdtype = MD_MALLOC
+    mediasize = sectorsize = fwsectors = fwheads = 0
+    label = ""
+    nflag = vflag = False
+    fflag = sflag = tflag = uflag = None
+    opts, operands = _getopt(argv, err)
+    for ch, optarg in opts:
+        if ch in "adrl":
+            name = {"a": "ATTACH", "d": "DETACH", "r": "RESIZE", "l": "LIST"}[ch]
+            if action not in ("UNSET", name):
+                others = {"a": "-d, -r, and -l", "d": "-a, -r, and -l", "r": "-a, -d, and -l",
+                          "l": "-a, -r, and -d"}[ch]
+                errx(f"-{ch} is mutually exclusive with {others}")
+            action = name
+            if ch != "a":
+                options |= MD_AUTOUNIT
+        elif ch == "n":
+            nflag = True
+        elif ch == "t":
+            if tflag is not None:
+                errx("-t can be passed only once")
+            tflag = optarg
+            if optarg not in _TYPES:
+                errx(f"unknown type: {optarg}")
+            mdtype = _TYPES[optarg]
+            options |= MD_AUTOUNIT | MD_COMPRESS if mdtype == MD_MALLOC else MD_CLUSTER | MD_AUTOUNIT | MD_COMPRESS
+        elif ch == "f":
+            if fflag is not None:
+                errx("-f can be passed only once")
+            try:
+                fflag = realpath_strict(realpath, optarg)
+            except OSError as exc:
+                errx(f"realpath: {STRERROR.get(exc.errno or 0, exc.strerror)}")
+        elif ch == "o":
+            name = optarg[2:] if optarg.startswith("no") and optarg[2:] in _OPTIONS else optarg
+            if name not in _OPTIONS:
+                errx(f"unknown option: {optarg}")
+            if name is optarg:
+                options |= _OPTIONS[name]
+            else:
+                options &= ~_OPTIONS[name]
+        elif ch == "S":
+            sectorsize = _strtoumax(optarg)[0] & 0xFFFFFFFF
+        elif ch == "s":
+            if sflag is not None:
+                errx("-s can be passed only once")
+            sflag = optarg
+            value, rest = _strtoumax(optarg)
+            if not rest:
+                mediasize = value * DEV_BSIZE
+            elif rest[0].lower() in _SHIFTS:
+                mediasize = value << _SHIFTS[rest[0].lower()]
+            else:
+                errx("unknown suffix on -s argument")
+            mediasize &= (1 << 64) - 1
+            if mediasize >= 1 << 63:                   # off_t
+                mediasize -= 1 << 64
+        elif ch == "u":
+            uflag = optarg.removeprefix("/dev/").removeprefix("md")
+        elif ch == "v":
+            vflag = True
+        elif ch == "x":
+            fwsectors = _strtoumax(optarg)[0] & 0xFFFFFFFF
+        elif ch == "y":
+            fwheads = _strtoumax(optarg)[0] & 0xFFFFFFFF
+        elif ch == "L":
+            label = optarg
+        else:
+            usage()
+
+    if action == "UNSET":
+        action = "ATTACH"
+    mdfile = ""
+    if action == "ATTACH":
+        if tflag is None:
+            if fflag is not None or operands:
+                mdtype = MD_VNODE
+                options |= MD_CLUSTER | MD_AUTOUNIT | MD_COMPRESS
+            elif sflag is not None:
+                mdtype = MD_SWAP
+                options |= MD_CLUSTER | MD_AUTOUNIT | MD_COMPRESS
+            else:
+                errx("unable to determine type")
+        if (fflag is not None or operands) and mdtype != MD_VNODE:
+            errx("only -t vnode can be used with file name")
+        if mdtype == MD_VNODE:
+            if fflag is not None:
+                if operands:
+                    usage()
+                given = fflag
+            else:
+                if len(operands) != 1:
+                    usage()
+                given = operands[0]
+            mdfile, mediasize = _set_file(given, mediasize, realpath, stat, errx)
+            if not options & MD_READONLY and not writable(mdfile):
+                err.append(f"{PROG}: WARNING: opening backing store: {mdfile} readonly\n")
+                options |= MD_READONLY
+        if mdtype in (MD_MALLOC, MD_SWAP, MD_NULL) and sflag is None:
+            errx("must specify -s for -t malloc, -t swap, or -t null")
+        if mdtype == MD_VNODE and not mdfile:
+            errx("must specify -f for -t vnode")
+    else:
+        if sectorsize:
+            errx("-S can only be used with -a")
+        if action != "RESIZE" and sflag is not None:
+            errx("-s can only be used with -a and -r")
+        if fwsectors:
+            errx("-x can only be used with -a")
+        if fwheads:
+            errx("-y can only be used with -a")
+        if fflag is not None and action != "LIST":
+            errx("-f can only be used with -a and -l")
+        if tflag is not None:
+            errx("-t can only be used with -a")
+        if operands:
+            errx("file can only be used with -a")
+        if action not in ("DETACH", "RESIZE") and options & ~MD_AUTOUNIT:
+            errx("-o can only be used with -a, -d, and -r")
+        if action == "DETACH" and options & ~(MD_FORCE | MD_AUTOUNIT):
+            errx("only -o [no]force can be used with -d")
+        if action == "RESIZE" and options & ~(MD_FORCE | MD_RESERVE | MD_AUTOUNIT):
+            errx("only -o [no]force and -o [no]reserve can be used with -r")
+    if action == "RESIZE" and sflag is None:
+        errx("must specify -s for -r")
+    if action != "LIST" and vflag:
+        errx("-v can only be used with -l")
+    unit = 0
+    if uflag is not None:
+        value, rest = _strtoumax(uflag)
+        if rest or value >= 0xFFFFFFFF:
+            errx(f"bad unit: {uflag}")
+        unit = value
+        options &= ~MD_AUTOUNIT
+
+    def ioctl_failed(exc: MdError) -> int:
+        err.append(f"{PROG}: ioctl(/dev/mdctl): {STRERROR.get(exc.errno, f'Unknown error: {exc.errno}')}\n")
+        return 1
+
+    if action == "ATTACH":
+        try:
+            unit = driver.attach(mdtype, mediasize, unit=unit, sectorsize=sectorsize, options=options,
+                                 file=mdfile, label=label, fwheads=fwheads, fwsectors=fwsectors)
+        except MdError as exc:
+            return ioctl_failed(exc)
+        if options & MD_AUTOUNIT:
+            out.append(f"{'' if nflag else 'md'}{unit}\n")
+    elif action == "DETACH":
+        if options & MD_AUTOUNIT:
+            errx("-d requires -u")
+        try:
+            driver.detach(unit, options=options)
+        except MdError as exc:
+            return ioctl_failed(exc)
+    elif action == "RESIZE":
+        if options & MD_AUTOUNIT:
+            errx("-r requires -u")
+        try:
+            driver.resize(unit, mediasize, options=options)
+        except MdError as exc:
+            return ioctl_failed(exc)
+    else:
+        if options & MD_AUTOUNIT:
+            return _list(driver, None, vflag, fflag, nflag, out, listing=True)
+        return _list(driver, uflag, vflag, fflag, nflag, out, listing=False)
+    return 0
+
+
+def realpath_strict(realpath: Callable[[str], str], path: str) -> str:
+    """realpath(3) fails when the path does not exist; os.path.realpath does not."""
+    resolved = realpath(path)
+    if realpath is os.path.realpath and not os.path.exists(resolved):
+        raise FileNotFoundError(2, "No such file or directory", path)
+    return resolved
+
+
+def _set_file(fn: str, mediasize: int, realpath: Callable[[str], str], stat: Callable[[str], os.stat_result],
+              errx: Callable[[str], None]) -> tuple[str, int]:
+    """md_set_file(): the full path, and the file's size when -s was not given."""
+    try:
+        path = realpath_strict(realpath, fn)
+    except OSError as exc:
+        errx(f"could not find full path for {fn}: {STRERROR.get(exc.errno or 0, exc.strerror)}")
+        raise  # pragma: no cover - errx raises
+    try:
+        st = stat(path)
+    except OSError as exc:
+        errx(f"could not open {fn}: {STRERROR.get(exc.errno or 0, exc.strerror)}")
+        raise  # pragma: no cover
+    if not statmod.S_ISREG(st.st_mode):
+        errx(f"{fn} is not a regular file")
+    return path, mediasize or st.st_size
+
+
+def _find(units: str, name: str) -> bool:
+    """md_find(): a comma-separated list of names or numbers."""
+    for u in units.split(","):
+        u = u.removeprefix("/dev/")
+        if name in (u, f"md{u}"):
+            return True
+    return False
+
+
+def _list(driver: MdDriver, units: str | None, verbose: bool, fflag: str | None, nflag: bool, out: list[str],
+          *, listing: bool) -> int:
+    """md_list(): names (space separated) or, with -v or a unit query, unit, type, size, file, label."""
+    ffound = ufound = done = False
+    for unit in driver.list():
+        q = driver.query(unit)
+        name = f"md{unit}"
+        if not listing and units is not None:
+            if not _find(units, name):
+                continue
+            ufound = True
+        type_name = MD_TYPE_NAMES[q["type"]]
+        file = None
+        if type_name in ("vnode", "preload"):
+            file = q["file"]
+            if fflag is not None and fflag != file:
+                continue
+            ffound = True
+        elif fflag is not None:
+            continue
+        out.append(name[2:] if nflag else name)
+        if verbose or (not listing and fflag is None):
+            out.append(f"\t{type_name}\t{humanize(q['mediasize']):>6}\t{file or '-'}\t{q['label']}")
+        done = True
+        out.append(" " if listing and not verbose else "\n")
+    if listing and done and not verbose:
+        out.append("\n")
+    if not listing:
+        return 0 if (ffound if fflag is not None else ufound) else 255
+    return 0 if fflag is None or ffound else 255
