@@ -61,7 +61,8 @@ def make_data(pattern: str, n: int, seed: int) -> bytes:
     if pattern == "byte":
         return bytes([rnd.randrange(1, 256)]) * n
     words = [b"swap ", b"page ", b"tmpfs ", b"md0 ", b"kernel ", b"\n"]
-    return b"".join(rnd.choices(words, k=n // 4 + 1))[:n]
+    # At least n bytes: a word list of n // 4 + 1 words can fall short when "\n" comes up often.
+    return b"".join(rnd.choices(words, k=n + 1))[:n]
 
 
 def coalesce(extents: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
