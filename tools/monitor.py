@@ -40,7 +40,7 @@ class Monitor:
         self.commands: dict[str, Callable[[list[str]], None]] = {
             "info": self.info, "x": self.examine, "xp": self.examine, "quit": self.quit, "q": self.quit,
             "help": self.help, "sysctl": self.sysctl_command, "geom": self.geom_command,
-            "provider": self.provider_command, "ls": self.ls, "cat": self.cat,
+            "provider": self.provider_command, "ls": self.ls, "cat": self.cat, "mdconfig": self.mdconfig,
         }
         self.done = False
 
@@ -125,6 +125,18 @@ class Monitor:
             raise MonitorError(f"provider {args[0]} {args[1]}: {exc}") from None
         except (InputError, OSError) as exc:
             raise MonitorError(f"provider {args[0]}: {exc}") from None
+
+    def mdconfig(self, args: list[str]) -> None:
+        """mdconfig(8) against the kernel's md driver: its output, and its errors as one line."""
+        from tools.mdconfig_cmd import mdconfig
+
+        mesh = self._mesh()
+        if mesh.md is None:
+            raise MonitorError("mdconfig: this kernel has no md driver (device md)")
+        status, out, err = mdconfig(mesh.md, args)
+        self.out.write(out)
+        if status:
+            raise MonitorError((err or f"mdconfig exited {status}").strip().replace("\n", "; "))
 
     def _root(self):
         if self.vfs is None or "/" not in self.vfs.mounts:

@@ -165,6 +165,7 @@ class Mesh:
         self.classes: list[GClass] = []      # registration order: tasting goes in this order
         self.geoms: list[Geom] = []
         self.printf = printf
+        self.md = None          # the md(4) driver, when the kernel has one (kernel_sim.dev.md.MdDriver)
 
     def add_class(self, cls: GClass) -> None:
         self.classes.append(cls)

@@ -12,17 +12,15 @@ from kernel_sim.dev.cfi import AMD, CfiDriver, CfiProbeError
 from kernel_sim.geom.core import Mesh
 from kernel_sim.geom.disk import DiskClass, DiskDriver
 from kernel_sim.geom.map import MapClass
-from kernel_sim.geom.md import MdClass, MdUnit
+from kernel_sim.geom.md import MdClass
 from kernel_sim.geom.uzip import CompressedClass
 from kernel_sim.kern.sysctl import SysctlTree
 from kernel_sim.loader.hints import Hints
 from kernel_sim.loader.layout import BootLayout
 
-MD_PRELOAD = 1   # sys/sys/mdioctl.h
-
 
 def geom_start(machine: Machine, layout: BootLayout, kernconf, hints: Hints, env: dict[str, str],
-               sysctl: SysctlTree) -> Mesh:
+               sysctl: SysctlTree, malloc=None) -> Mesh:
     out = machine.console
     mesh = Mesh(printf=out.write_text)
     bootverbose = env.get("boot_verbose", "NO").lower() not in ("no", "0", "")
@@ -51,6 +49,7 @@ def geom_start(machine: Machine, layout: BootLayout, kernconf, hints: Hints, env
                                f"0x{module.va:08x}\n", module.pa, module.size))
         if md not in mesh.classes:
             mesh.add_class(md)
+        mesh.md = _md_driver(mesh, malloc)
         for unit, (line, pa, size) in enumerate(images):
             out.write_text(line)
 
@@ -61,7 +60,7 @@ def geom_start(machine: Machine, layout: BootLayout, kernconf, hints: Hints, env
                 machine.phys.write(pa + offset, data)
 
             readonly = bool(kernconf.value("MD_ROOT_READONLY")) and unit == 0
-            md.create(mesh, MdUnit(unit, MD_PRELOAD, size // 512 * 512, 512, read, None if readonly else write))
+            mesh.md.preload(size // 512 * 512, read, write, readonly=readonly)
     if kernconf.has_device("cfi"):
         for unit, bank in enumerate(machine.flash.values()):
             try:
@@ -73,3 +72,14 @@ def geom_start(machine: Machine, layout: BootLayout, kernconf, hints: Hints, env
             out.write_text(f"cfid{unit} on cfi{unit}\n")
             disk.create(mesh, DiskDriver("cfid", unit, drv.chip.size, drv.sectorsize, drv.read, drv.write))
     return mesh
+
+
+def _md_driver(mesh: Mesh, malloc):
+    """md(4), its malloc sectors in kmem through per-device zones (refused before kmem exists)."""
+    from kernel_sim.dev.md import MdDriver
+    from kernel_sim.kern.md_glue import SectorZones
+
+    if malloc is None:
+        return MdDriver(mesh, sector_alloc=lambda _n, _z: None, sector_free=lambda _h: None)
+    zones = SectorZones(malloc)
+    return MdDriver(mesh, sector_alloc=zones.alloc, sector_free=zones.free)

@@ -126,11 +126,12 @@ def mi_startup(machine: Machine, handoff: Handoff, layout: BootLayout, ident: st
         return s
     out.write_text(f"kmem arena: vm_kmem_size {s.kmem.vm_kmem_size} ({_mb(s.kmem.vm_kmem_size)} MB); "
                    f"KVA free after boot: {s.kva.kva_remaining // 1024} KB\n")
+    s.malloc = Malloc(Vmem("kmem arena", kmem_row.start, kmem_row.size), s.pmap, s.pages)
     if kernconf is not None:
         from kernel_sim.kern.geom_init import geom_start
         from kernel_sim.loader.hints import Hints
 
-        s.geom = geom_start(machine, layout, kernconf, hints or Hints([]), env, s.sysctl)
+        s.geom = geom_start(machine, layout, kernconf, hints or Hints([]), env, s.sysctl, s.malloc)
         from kernel_sim.fs.vfs import Vfs
         from kernel_sim.kern.mountroot import mountroot, root_specs
 
@@ -143,7 +144,6 @@ def mi_startup(machine: Machine, handoff: Handoff, layout: BootLayout, ident: st
     kernel_map, kernel_arena = s.kva.make_arenas()
     thread0 = next((r.start for r in s.kva.rows if r.consumer == "thread0 kernel stack"), KERNBASE)
     s.procs = ProcTable(kernel_map, kernel_arena, s.pmap, s.pages, out.write_text, thread0)
-    s.malloc = Malloc(Vmem("kmem arena", kmem_row.start, kmem_row.size), s.pmap, s.pages)
     try:
         init = s.procs.fork(0, "init")
     except KstackFailure as exc:
