@@ -34,4 +34,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     fmap.add_argument("--erase-block", default=None, metavar="SIZE",
                       help="erase block for the picture (default 64K, geom_map(4)'s flash)")
     fmap.add_argument("--picture", type=Path, metavar="FILE.svg|png", help="draw the partitions")
+    fmap.add_argument("--profile", metavar="BOARD",
+                      help="take the sector size and erase block from BOARD's first flash bank, as the booted "
+                           "kernel's cfi driver sees it (e.g. embedded)")
     return flash

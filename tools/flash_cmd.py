@@ -635,6 +635,8 @@ def cmd_build(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_map(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if getattr(args, "profile", None):
+        args.sector_size, args.erase_block = _profile_geometry(args.profile)
     if args.sector_size <= 0:
         raise InputError(f"--sector-size {args.sector_size} must be positive")
     erase_block = parse_size(args.erase_block, where="--erase-block") if args.erase_block else _example_block()
@@ -689,3 +691,18 @@ def _example_block() -> int:
     from board.devices.cfi import CfiGeometry
 
     return CfiGeometry.geom_map_example().erase_regions[0][0]
+
+
+def _profile_geometry(board: str) -> tuple[int, str]:
+    """(sector size, erase block) of a board's first flash bank: the cfi driver's sector is the bus width."""
+    from board.machine import FLASH_GEOMETRIES
+    from board.profile import ProfileError, load_profile
+
+    try:
+        profile = load_profile(board)
+    except ProfileError as exc:
+        raise InputError(str(exc), "--profile") from None
+    if not profile.flash:
+        raise InputError(f"board {profile.name} has no flash", "--profile")
+    geometry = FLASH_GEOMETRIES[profile.flash[0].geometry]()
+    return geometry.bank_width, str(geometry.erase_regions[0][0])

@@ -167,3 +167,19 @@ def test_flash_image_of_the_wrong_size_is_an_input_error(tmp_path, capsys):
     assert "flash bank flash0 is exactly 8388608 bytes" in err
     assert main(["boot", "--board", "embedded", "--flash", f"flash9={bad}"]) == 2
     assert "no flash bank flash9" in capsys.readouterr().err
+
+
+def test_flash_map_offline_splits_as_the_booted_kernel(tmp_path, capsys):
+    from tools.cli import main
+
+    flash, hints = tmp_path / "flash.img", tmp_path / "flash.img.hints"
+    assert main(["flash", "build", str(ROOT / "images" / "geom_map-example" / "layout.toml"), "-o", str(flash)]) == 0
+    capsys.readouterr()
+    assert main(["flash", "map", str(flash), "--hints", str(hints), "--profile", "embedded"]) == 0
+    offline = [line for line in capsys.readouterr().out.splitlines() if re.match(r"^\d (DISK|MAP) ", line)]
+    assert main(["boot", "--board", "embedded", "--kernconf", str(ROOT / "images" / "EMBEDDED"), "--flash",
+                 f"flash0={flash}", "--hints", str(hints), "--console", "/dev/null",
+                 "-x", "sysctl kern.geom.conftxt"]) == 0
+    booted = capsys.readouterr().out.replace("kern.geom.conftxt: ", "").splitlines()
+    booted = [line for line in booted if re.match(r"^\d (DISK|MAP) ", line)]
+    assert offline == booted and len(offline) == 7
