@@ -297,6 +297,14 @@ _NOT_DEVICES: Mapping[str, str] = MappingProxyType({
 })
 
 
+def _did_you_mean(name: str, known: Mapping[str, object]) -> str:
+    """"; did you mean X?" for the closest known name, or nothing."""
+    import difflib  # only on the error path: it is slow to import
+
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.75)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
 def lookup_option(name: str, *, where: str | None) -> Option:
     """The registry entry for ``name``, or an InputError that suggests what was meant."""
     opt = OPTIONS.get(name)
@@ -310,11 +318,7 @@ def lookup_option(name: str, *, where: str | None) -> Option:
         raise InputError(
             f"unknown option {name}: option names are case-sensitive; did you mean {name.upper()}?", where
         )
-    import difflib  # only on the error path: it is slow to import
-
-    close = difflib.get_close_matches(name, list(OPTIONS), n=1, cutoff=0.75)
-    hint = f"; did you mean {close[0]}?" if close else ""
-    raise InputError(f"unknown option {name}{hint}", where)
+    raise InputError(f"unknown option {name}{_did_you_mean(name, OPTIONS)}", where)
 
 
 def check_device(name: str, *, where: str | None) -> str:
@@ -329,11 +333,7 @@ def check_device(name: str, *, where: str | None) -> str:
         raise InputError(
             f"unknown device {name}: device names are case-sensitive; did you mean {name.lower()}?", where
         )
-    import difflib  # only on the error path: it is slow to import
-
-    close = difflib.get_close_matches(name, list(DEVICES), n=1, cutoff=0.75)
-    hint = f"; did you mean {close[0]}?" if close else ""
-    raise InputError(f"unknown device {name}{hint}", where)
+    raise InputError(f"unknown device {name}{_did_you_mean(name, DEVICES)}", where)
 
 
 # A C integer constant with an optional U/L suffix; the digits are checked by parse_int.
