@@ -54,6 +54,7 @@ class BootRequest:
     abi: str = "freebsd"
     tunables: list[tuple[str, str]] = field(default_factory=list)   # (name, value) into the kernel env
     flash: dict[str, Path] = field(default_factory=dict)            # flash bank name -> image file
+    md_images: list[Path] = field(default_factory=list)             # more md_image modules after the root's
 
 
 @dataclass
@@ -150,6 +151,8 @@ def prepare(request: BootRequest) -> PreparedBoot:
     if request.mfsroot is not None:
         loader.add_module("mfsroot", request.mfsroot, type="md_image", where="--mfsroot",
                           name=str(request.mfsroot))
+    for n, path in enumerate(request.md_images):
+        loader.add_module(f"md_image{n}", path, type="md_image", where="--md-image", name=str(path))
     image = read_kernel_elf(request.kernel) if request.kernel else guest_image()
     options = {name: int(kernconf.value(name) or 0)
                for name in ("LOCORE_MAP_MB", "NKPT2PG", "INVARIANTS", "MD_ROOT", "MD_ROOT_SIZE")}

@@ -10,6 +10,9 @@ from kernel_sim import boot as boot_mod
 
 
 def do_boot(**kwargs) -> boot_mod.BootResult:
+    """A boot without the default loader.conf (so without the default root image and rc) unless the
+    test passes one: the tuning scenarios measure the kernel and the images they name, nothing else."""
+    kwargs.setdefault("loader_conf", None)
     request = boot_mod.BootRequest(**kwargs)
     return boot_mod.run(boot_mod.prepare(request))
 

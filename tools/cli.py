@@ -32,7 +32,10 @@ def add_config_arguments(p: argparse.ArgumentParser, *, json_flag: bool = True) 
     p.add_argument("--loader-conf", type=Path, help="loader.conf (default images/loader.conf)")
     p.add_argument("--no-loader-conf", action="store_true", help="boot without a loader.conf")
     p.add_argument("--hints", type=Path, help="device.hints file")
-    p.add_argument("--mfsroot", type=Path, help="preload FILE as an md_image module")
+    p.add_argument("--mfsroot", type=Path,
+                   help="preload FILE as the root md_image (replaces loader.conf's mfsroot, the default root)")
+    p.add_argument("--md-image", dest="md_images", type=Path, action="append", default=[], metavar="FILE",
+                   help="preload FILE as one more md_image (md1, md2, ...)")
     p.add_argument("--physmem", help="RAM size, e.g. 512M or 2G (default: the board's)")
     p.add_argument("--kernel", type=Path, help="boot this kernel ELF instead of the built-in one")
     p.add_argument("--kernel-footprint", metavar="SIZE|ELF",
@@ -72,10 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--json", dest="json_out", type=Path, metavar="FILE", help="also write the rows as JSON")
     sweep.add_argument("--plot", type=Path, metavar="FILE.svg", help="draw a heatmap of the outcomes")
     from tools.flash_args import add_parser as add_flash_parser
+    from tools.mkroot_cmd import add_parser as add_mkroot_parser
     from tools.mkuzip_args import add_parser as add_mkuzip_parser
 
     add_flash_parser(sub)
     add_mkuzip_parser(sub)
+    add_mkroot_parser(sub)
     return parser
 
 
@@ -89,7 +94,7 @@ def request_from_args(args: argparse.Namespace, **extra):
         overrides=args.overrides,
         loader_conf=None if args.no_loader_conf else (args.loader_conf or boot_mod.DEFAULT_LOADER_CONF),
         hints=args.hints, mfsroot=args.mfsroot, physmem=args.physmem, kernel=args.kernel,
-        kernel_footprint=args.kernel_footprint, abi=args.abi, flash=_flash_args(args.flash),
+        kernel_footprint=args.kernel_footprint, abi=args.abi, flash=_flash_args(args.flash), md_images=args.md_images,
         tunables=[("boot_verbose", "YES")] if args.bootverbose else [], **extra)
 
 
@@ -163,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command == "boot":
             return cmd_boot(args)
+        if args.command == "mkroot":
+            from tools.mkroot_cmd import cmd_mkroot
+
+            return cmd_mkroot(args)
         if args.command == "mkuzip":
             from tools.mkuzip_cmd import cmd_mkuzip
 

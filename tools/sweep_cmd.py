@@ -132,7 +132,9 @@ def cmd_sweep(args: argparse.Namespace, base_request) -> int:
             image = Path(tmp) / f"mfsroot-{args.mfsroot_size}.img"
             with image.open("wb") as f:
                 f.truncate(size)                  # sparse: mapped by every boot, never copied
-            base["mfsroot"] = image
+            # One more md_image after the root image: the root still mounts from md0, and the
+            # blank image is the load (md1, or md0 when booting without a loader.conf).
+            base["md_images"] = [*base.get("md_images", []), image]
         todo = [p for p in points if p.index not in done]
         rows = list(done.values())
         start = time.perf_counter()

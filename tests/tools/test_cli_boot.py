@@ -51,7 +51,8 @@ def test_json_outcome(capsys):
 
 
 def test_monitor_commands_run_when_the_boot_stops(capsys):
-    code, out, _ = run_cli(capsys, "boot", "--console", "/dev/null", "-x", "info registers", "-x", "info mem",
+    code, out, _ = run_cli(capsys, "boot", "--no-loader-conf", "--console", "/dev/null", "-x", "info registers",
+                           "-x", "info mem",
                            "-x", "x/4 0xc0000000", "-x", "xp/2 0x40000000")
     assert code == 0
     assert "PSR=" in out and "SCTLR=" in out
@@ -137,7 +138,7 @@ def test_inputs_are_not_modified(capsys, tmp_path, sparse_image):
     with image.open("r+b") as f:
         f.write(b"user data")
     before = hashlib.sha256(image.read_bytes()).hexdigest()
-    code, _, _ = run_cli(capsys, "boot", "--mfsroot", str(image))
+    code, _, _ = run_cli(capsys, "boot", "--console", "/dev/null", "--md-image", str(image))
     assert code == 0
     assert hashlib.sha256(image.read_bytes()).hexdigest() == before
 

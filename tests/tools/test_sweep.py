@@ -9,7 +9,7 @@ import pytest
 
 from tools.cli import main
 
-GRID = ["--physmem", "256M,512M", "--kernel-footprint", "9M", "--mfsroot-size", "60M",
+GRID = ["--no-loader-conf", "--physmem", "256M,512M", "--kernel-footprint", "9M", "--mfsroot-size", "60M",
         "-g", "LOCORE_MAP_MB=64,70", "-g", "NKPT2PG=16,32"]
 
 

@@ -58,7 +58,7 @@ def test_a_device_without_ufs_is_einval_then_the_mountroot_panic(boot, sparse_im
 
 
 def test_no_root_specification_mounts_nothing(boot):
-    result = boot()
+    result = boot(loader_conf=None)
     assert result.exit_code == 0 and "no root file system configured" in result.console.decode()
 
 

@@ -38,7 +38,8 @@ def test_writing_a_large_malloc_md_fails_with_enospc_when_kmem_runs_out(boot, lo
 def test_mdconfig_in_the_monitor(capsys):
     from tools.cli import main
 
-    code = main(["boot", "--console", "/dev/null", "-x", "mdconfig -a -t malloc -s 16m", "-x", "mdconfig -l -v",
+    code = main(["boot", "--no-loader-conf", "--console", "/dev/null", "-x", "mdconfig -a -t malloc -s 16m",
+                 "-x", "mdconfig -l -v",
                  "-x", "sysctl kern.geom.conftxt"])
     out = capsys.readouterr().out
     assert code == 0

@@ -17,6 +17,7 @@ MIB = 1 << 20
 
 
 def booted(**kwargs):
+    kwargs.setdefault("loader_conf", None)
     result = run(prepare(BootRequest(stop_at="handover", console=None, **kwargs)))
     assert result.status == "stopped" and result.handoff is not None, result.message
     return result
