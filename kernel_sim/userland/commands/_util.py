@@ -1,0 +1,97 @@
+"""What the commands share: BSD getopt(3), err(3)-style messages and whole-descriptor I/O.
+
+Why: FreeBSD's tools get their option errors ("ls: illegal option -- q") from getopt(3) and their
+failure lines ("cat: /nope: No such file or directory") from warn(3)/err(3); one copy here keeps every
+command worded alike.
+"""
+
+from __future__ import annotations
+
+from kernel_sim.kern.sysapi import Sys, SysError, strerror
+
+
+class Usage(Exception):
+    """A bad option: getopt already printed its line; the command prints its usage and exits."""
+
+
+def getopt(sys: Sys, prog: str, argv: list[str], optstring: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """BSD getopt(3): options until the first operand or "--"; Usage after printing getopt's complaint."""
+    opts: list[tuple[str, str]] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            i += 1
+            break
+        if not arg.startswith("-") or arg == "-":
+            break
+        j = 1
+        while j < len(arg):
+            ch = arg[j]
+            k = optstring.find(ch)
+            if ch == ":" or k < 0:
+                say(sys, f"{prog}: illegal option -- {ch}\n")
+                raise Usage
+            if optstring[k + 1:k + 2] == ":":
+                if j + 1 < len(arg):
+                    opts.append((ch, arg[j + 1:]))
+                elif i + 1 < len(argv):
+                    i += 1
+                    opts.append((ch, argv[i]))
+                else:
+                    say(sys, f"{prog}: option requires an argument -- {ch}\n")
+                    raise Usage
+                break
+            opts.append((ch, ""))
+            j += 1
+        i += 1
+    return opts, argv[i:]
+
+
+def say(sys: Sys, text: str, fd: int = 2) -> None:
+    """Write text; a write error on standard error has nowhere to be reported."""
+    try:
+        sys.write(fd, text.encode("utf-8", "surrogateescape"))
+    except SysError:
+        if fd != 2:
+            raise
+
+
+def out(sys: Sys, text: str) -> None:
+    sys.write(1, text.encode("utf-8", "surrogateescape"))
+
+
+def warn(sys: Sys, prog: str, what: str, exc: SysError | int) -> None:
+    """warn(3): "prog: what: strerror"."""
+    errno = exc if isinstance(exc, int) else exc.errno
+    say(sys, f"{prog}: {what}: {strerror(errno)}\n")
+
+
+def warnx(sys: Sys, prog: str, msg: str) -> None:
+    say(sys, f"{prog}: {msg}\n")
+
+
+def write_all(sys: Sys, fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = sys.write(fd, bytes(view))
+        if n <= 0:
+            break
+        view = view[n:]
+
+
+def read_all(sys: Sys, fd: int, chunk: int = 65536) -> bytes:
+    parts = []
+    while data := sys.read(fd, chunk):
+        parts.append(data)
+    return b"".join(parts)
+
+
+def read_path(sys: Sys, path: str) -> bytes:
+    from kernel_sim.kern.sysapi import O_RDONLY
+
+    fd = sys.open(path, O_RDONLY)
+    try:
+        return read_all(sys, fd)
+    finally:
+        sys.close(fd)
