@@ -69,24 +69,15 @@ class Monitor:
 
     def geom_command(self, args: list[str]) -> None:
         """geom(8): `geom list` or `geom CLASS list` (e.g. `geom map list`)."""
+        from kernel_sim.geom.listing import GeomClassNotFound, geom_list
+
         mesh = self._mesh()
         if args and args[-1] != "list" or len(args) > 2:
             raise MonitorError("usage: geom [CLASS] list")
-        wanted = args[0].upper() if len(args) == 2 else None
-        for gp in mesh.geoms:
-            if wanted and gp.cls.name != wanted or gp.cls.name == "DEV":
-                continue
-            self.out.write(f"Geom name: {gp.name}\n")
-            if gp.providers:
-                self.out.write("Providers:\n")
-            for i, pp in enumerate(reversed(gp.providers), start=1):
-                self.out.write(f"{i}. Name: {pp.name}\n   Mediasize: {pp.mediasize}\n   Sectorsize: {pp.sectorsize}\n"
-                               f"   Mode: r{pp.acr}w{pp.acw}e{pp.ace}\n")
-            if gp.consumers:
-                self.out.write("Consumers:\n")
-            for i, cp in enumerate(reversed(gp.consumers), start=1):
-                self.out.write(f"{i}. Name: {cp.provider.name}\n   Mode: r{cp.acr}w{cp.acw}e{cp.ace}\n")
-            self.out.write("\n")
+        try:
+            self.out.write(geom_list(mesh, args[0] if len(args) == 2 else None))
+        except GeomClassNotFound as exc:
+            raise MonitorError(f"geom: {exc}") from None
 
     def provider_command(self, args: list[str]) -> None:
         """`provider read NAME OFFSET LENGTH [FILE]` / `provider write NAME OFFSET FILE`, through GEOM's

@@ -33,6 +33,7 @@ class Proc:
     pid: int
     comm: str
     threads: list[Thread] = field(default_factory=list)
+    uid: int = 0          # p_ucred->cr_uid (root unless a spawn says otherwise)
 
 
 class KstackFailure(Exception):
@@ -96,6 +97,25 @@ class ProcTable:
         self.next_pid += 1
         self.procs[proc.pid] = proc
         return proc
+
+    def exit(self, pid: int) -> None:
+        """exit1() and the reaping that follows: every thread's stack unmapped (vm_thread_dispose),
+        its pages freed and its KVA, guard page included, returned to kernel_arena."""
+        if pid == 0:
+            raise ValueError("proc0 never exits")
+        proc = self.procs.pop(pid, None)
+        if proc is None:
+            raise ValueError(f"no process {pid}")
+        for thread in proc.threads:
+            if not thread.pages:
+                continue
+            self.pmap.kremove_range(thread.kstack, KSTACK_PAGES * PAGE_SIZE)
+            for pa in thread.pages:
+                self.pages.free(pa)
+            kva = thread.kstack - KSTACK_GUARD_PAGES * PAGE_SIZE
+            self.arena.free(kva, (KSTACK_PAGES + KSTACK_GUARD_PAGES) * PAGE_SIZE)
+            self.kstacks_allocated -= 1
+        proc.threads.clear()
 
     @property
     def kstack_kva(self) -> int:
