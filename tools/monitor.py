@@ -119,7 +119,7 @@ class Monitor:
 
     def mdconfig(self, args: list[str]) -> None:
         """mdconfig(8) against the kernel's md driver: its output, and its errors as one line."""
-        from tools.mdconfig_cmd import mdconfig
+        from kernel_sim.userland.commands.mdconfig import mdconfig
 
         mesh = self._mesh()
         if mesh.md is None:

@@ -95,3 +95,35 @@ def read_path(sys: Sys, path: str) -> bytes:
         return read_all(sys, fd)
     finally:
         sys.close(fd)
+
+
+def realpath(sys: Sys, path: str) -> str:
+    """realpath(3) through the process's calls: absolute, symlinks followed, SysError when missing."""
+    from kernel_sim.kern.sysapi import ELOOP, S_IFLNK, S_IFMT
+
+    if not path.startswith("/"):
+        path = sys.getcwd().rstrip("/") + "/" + path
+    todo = [c for c in path.split("/") if c]
+    done: list[str] = []
+    links = 0
+    while todo:
+        comp = todo.pop(0)
+        if comp == ".":
+            continue
+        if comp == "..":
+            if done:
+                done.pop()
+            continue
+        here = "/" + "/".join(done + [comp])
+        st = sys.lstat(here)
+        if st.mode & S_IFMT == S_IFLNK:
+            links += 1
+            if links > 32:
+                raise SysError(ELOOP, here)
+            target = sys.readlink(here)
+            todo = [c for c in target.split("/") if c] + todo
+            if target.startswith("/"):
+                done = []
+            continue
+        done.append(comp)
+    return "/" + "/".join(done)

@@ -1,17 +1,20 @@
-"""mdconfig(8) (sbin/mdconfig/mdconfig.c) as a function over an MdDriver.
+"""mdconfig(8) (sbin/mdconfig/mdconfig.c): the guest's /sbin/mdconfig, also serving the monitor.
 
-Why a function: the same code serves the guest's /sbin/mdconfig and the monitor. It follows the
-FreeBSD 14 tool: BSD getopt (stops at the first operand), its argument checks and messages, exit 1 on
-errors (errx/err/usage), and `-l`'s return of -1 (exit status 255) when a queried unit or file is not
-found. The listing comes from the driver (the real tool reads the GEOM tree; same units, same order).
-Paths of -f are host paths for now (`realpath`/`stat` are injectable for the guest VFS later).
+It follows the FreeBSD 14 tool: BSD getopt (stops at the first operand), its argument checks and
+messages, exit 1 on errors (errx/err/usage), and `-l`'s return of -1 (exit status 255) when a queried
+unit or file is not found. Everything it asks of md(4) goes through /dev/mdctl's ioctls with a packed
+armv7 struct md_ioctl (MDIOCATTACH, MDIOCDETACH, MDIOCRESIZE, MDIOCQUERY, MDIOCLIST), md_file and
+md_label pointing into the caller's buffers, as the real tool does. In the guest `main(sys, argv)`
+opens /dev/mdctl and calls sys.ioctl; the monitor hands `mdconfig()` the driver itself, whose
+`ioctl()` is the same entry point, so both take the same path. The listing walks MDIOCLIST and
+MDIOCQUERY (the real tool reads the GEOM tree; same units, same order).
 """
 
 from __future__ import annotations
 
 import os
-import stat as statmod
 from collections.abc import Callable
+from typing import Any, Protocol
 
 from kernel_sim.dev.md import (
     MD_ASYNC,
@@ -27,10 +30,17 @@ from kernel_sim.dev.md import (
     MD_SWAP,
     MD_VERIFY,
     MD_VNODE,
-    MdDriver,
-    MdError,
+    MDIOCATTACH,
+    MDIOCDETACH,
+    MDIOCLIST,
+    MDIOCQUERY,
+    MDIOCRESIZE,
+    MDNPAD,
+    MdIoctl,
 )
 from kernel_sim.geom.md import MD_TYPE_NAMES
+from kernel_sim.kern.sysapi import O_RDWR, S_IFMT, S_IFREG, Sys, SysError
+from kernel_sim.userland.commands._util import realpath as guest_realpath
 
 PROG = "mdconfig"
 OPTSTRING = "ab:df:lno:rs:S:t:u:vx:y:L:"
@@ -66,9 +76,87 @@ _TYPES = {"malloc": MD_MALLOC, "vnode": MD_VNODE, "swap": MD_SWAP, "null": MD_NU
 _SHIFTS = {"b": 0, "k": 10, "m": 20, "g": 30, "t": 40, "p": 50}
 
 
+PATH_MAX = 1024                 # sys/sys/syslimits.h: the buffers md_file and md_label point to
+_FILE_PTR, _LABEL_PTR = 0x1000, 0x2000   # "addresses" of those buffers in the caller's memory
+
+
 class _Exit(Exception):
     def __init__(self, status: int) -> None:
         self.status = status
+
+
+class MdctlError(Exception):
+    """An md ioctl that failed: `errno` is what ioctl(2) returned."""
+
+    def __init__(self, errno: int) -> None:
+        super().__init__(errno)
+        self.errno = errno
+
+
+class MdctlPort(Protocol):
+    """/dev/mdctl's ioctl entry: (errno, the struct copied back out). MdDriver.ioctl is one."""
+
+    def ioctl(self, cmd: int, data: bytes, user: dict[int, bytearray] | None = None) -> tuple[int, bytes]: ...
+
+
+class SysMdctl:
+    """ioctl(2) on an open /dev/mdctl descriptor of a guest process."""
+
+    def __init__(self, sys: Sys, fd: int) -> None:
+        self.sys = sys
+        self.fd = fd
+
+    def ioctl(self, cmd: int, data: bytes, user: dict[int, bytearray] | None = None) -> tuple[int, bytes]:
+        try:
+            return 0, self.sys.ioctl(self.fd, cmd, data, user)
+        except SysError as exc:
+            return exc.errno, data
+
+
+class MdctlClient:
+    """md(4)'s requests as mdconfig.c makes them: a struct md_ioctl per call, strings through pointers."""
+
+    def __init__(self, port: MdctlPort) -> None:
+        self.port = port
+
+    def _call(self, cmd: int, mdio: MdIoctl, user: dict[int, bytearray] | None = None) -> MdIoctl:
+        errno, out = self.port.ioctl(cmd, mdio.pack(), user or {})
+        if errno:
+            raise MdctlError(errno)
+        return MdIoctl.unpack(out)
+
+    def attach(self, type_: int, mediasize: int = 0, *, unit: int = 0, sectorsize: int = 0, options: int = 0,
+               file: str = "", label: str = "", fwheads: int = 0, fwsectors: int = 0) -> int:
+        user = {_FILE_PTR: bytearray(PATH_MAX)}
+        raw = file.encode("utf-8", "surrogateescape")[:PATH_MAX - 1]
+        user[_FILE_PTR][:len(raw)] = raw
+        mdio = MdIoctl(md_unit=unit, md_type=type_, md_file=_FILE_PTR, md_mediasize=mediasize,
+                       md_sectorsize=sectorsize, md_options=options, md_fwheads=fwheads, md_fwsectors=fwsectors)
+        if label:
+            user[_LABEL_PTR] = bytearray(label.encode("utf-8", "surrogateescape") + b"\0")
+            mdio.md_label = _LABEL_PTR
+        return self._call(MDIOCATTACH, mdio, user).md_unit
+
+    def detach(self, unit: int, *, options: int = 0) -> None:
+        self._call(MDIOCDETACH, MdIoctl(md_unit=unit, md_options=options))
+
+    def resize(self, unit: int, size: int, *, options: int = 0) -> None:
+        self._call(MDIOCRESIZE, MdIoctl(md_unit=unit, md_mediasize=size, md_options=options))
+
+    def query(self, unit: int) -> dict[str, Any]:
+        user = {_FILE_PTR: bytearray(PATH_MAX), _LABEL_PTR: bytearray(PATH_MAX)}
+        q = self._call(MDIOCQUERY, MdIoctl(md_unit=unit, md_file=_FILE_PTR, md_label=_LABEL_PTR), user)
+
+        def text(ptr: int) -> str:
+            return bytes(user[ptr]).split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+
+        return {"unit": unit, "type": q.md_type, "options": q.md_options, "mediasize": q.md_mediasize,
+                "sectorsize": q.md_sectorsize, "file": text(_FILE_PTR), "label": text(_LABEL_PTR)}
+
+    def list(self) -> list[int]:
+        """MDIOCLIST: md_pad[0] units follow; a -1 after them says the list was cut at MDNPAD - 2."""
+        pad = self._call(MDIOCLIST, MdIoctl()).md_pad
+        return [u for u in pad[1:1 + min(pad[0], MDNPAD - 2)] if u >= 0]
 
 
 def _strtoumax(text: str) -> tuple[int, str]:
@@ -145,21 +233,75 @@ def _getopt(argv: list[str], err: list[str]) -> tuple[list[tuple[str, str]], lis
     return opts, argv[i:]
 
 
-def mdconfig(driver: MdDriver, argv: list[str], *, realpath: Callable[[str], str] = os.path.realpath,
-             stat: Callable[[str], os.stat_result] = os.stat,
+def mdconfig(port: MdctlPort | Callable[[], MdctlPort], argv: list[str], *,
+             realpath: Callable[[str], str] = os.path.realpath, stat: Callable[[str], Any] = os.stat,
              writable: Callable[[str], bool] = lambda p: os.access(p, os.W_OK)) -> tuple[int, str, str]:
-    """Run `mdconfig argv...` (argv without the program name): (exit status, stdout, stderr)."""
+    """Run `mdconfig argv...` (argv without the program name): (exit status, stdout, stderr).
+
+    `port` is /dev/mdctl: an object with md's ioctl() (the MdDriver), or a function that opens it after
+    the arguments are checked (raising MdctlError when the open fails), as the tool opens /dev/mdctl.
+    `realpath`, `stat` (st_mode, st_size; OSError) and `writable` see the files -f names."""
     out: list[str] = []
     err: list[str] = []
     try:
-        status = _main(driver, argv, out, err, realpath, stat, writable)
+        status = _main(port, argv, out, err, realpath, stat, writable)
     except _Exit as exc:
         status = exc.status
     return status, "".join(out), "".join(err)
 
 
-def _main(driver: MdDriver, argv: list[str], out: list[str], err: list[str], realpath: Callable[[str], str],
-          stat: Callable[[str], os.stat_result], writable: Callable[[str], bool]) -> int:
+def main(sys: Sys, argv: list[str]) -> int:
+    """The guest's mdconfig: /dev/mdctl through this process's descriptors, -f paths in the guest VFS."""
+    fds: list[int] = []
+
+    def open_mdctl() -> MdctlPort:
+        try:
+            fds.append(sys.open("/dev/mdctl", O_RDWR))
+        except SysError as exc:
+            raise MdctlError(exc.errno) from None
+        return SysMdctl(sys, fds[-1])
+
+    try:
+        status, out, err = mdconfig(open_mdctl, argv[1:], realpath=lambda p: _os_call(guest_realpath, sys, p),
+                                    stat=lambda p: _StatView(_os_call(Sys.stat, sys, p)),
+                                    writable=lambda p: _writable(sys, p))
+    finally:
+        for fd in fds:
+            sys.close(fd)
+    if out:
+        sys.write(1, out.encode("utf-8", "surrogateescape"))
+    if err:
+        sys.write(2, err.encode("utf-8", "surrogateescape"))
+    return status
+
+
+class _StatView:
+    """A guest Stat seen through the two os.stat_result fields md_set_file() reads."""
+
+    def __init__(self, st: Any) -> None:
+        self.st_mode = st.mode
+        self.st_size = st.size
+
+
+def _os_call(fn: Callable[..., Any], sys: Sys, path: str) -> Any:
+    try:
+        return fn(sys, path)
+    except SysError as exc:
+        raise OSError(exc.errno, STRERROR.get(exc.errno, f"Unknown error: {exc.errno}"), path) from None
+
+
+def _writable(sys: Sys, path: str) -> bool:
+    """access(path, W_OK) as the tool asks it: can this process open the file for writing?"""
+    try:
+        fd = sys.open(path, O_RDWR)
+    except SysError:
+        return False
+    sys.close(fd)
+    return True
+
+
+def _main(port: MdctlPort | Callable[[], MdctlPort], argv: list[str], out: list[str], err: list[str],
+          realpath: Callable[[str], str], stat: Callable[[str], Any], writable: Callable[[str], bool]) -> int:
     def usage() -> None:
         err.append(USAGE)
         raise _Exit(1)
@@ -307,15 +449,20 @@ def _main(driver: MdDriver, argv: list[str], out: list[str], err: list[str], rea
         unit = value
         options &= ~MD_AUTOUNIT
 
-    def ioctl_failed(exc: MdError) -> int:
+    def ioctl_failed(exc: MdctlError) -> int:
         err.append(f"{PROG}: ioctl(/dev/mdctl): {STRERROR.get(exc.errno, f'Unknown error: {exc.errno}')}\n")
         return 1
 
+    try:
+        driver = MdctlClient(port() if callable(port) and not hasattr(port, "ioctl") else port)  # type: ignore
+    except MdctlError as exc:                                           # err(1, "open(/dev/%s)", MDCTL_NAME)
+        errx(f"open(/dev/mdctl): {STRERROR.get(exc.errno, f'Unknown error: {exc.errno}')}")
+        raise  # pragma: no cover - errx raises
     if action == "ATTACH":
         try:
             unit = driver.attach(mdtype, mediasize, unit=unit, sectorsize=sectorsize, options=options,
                                  file=mdfile, label=label, fwheads=fwheads, fwsectors=fwsectors)
-        except MdError as exc:
+        except MdctlError as exc:
             return ioctl_failed(exc)
         if options & MD_AUTOUNIT:
             out.append(f"{'' if nflag else 'md'}{unit}\n")
@@ -324,14 +471,14 @@ def _main(driver: MdDriver, argv: list[str], out: list[str], err: list[str], rea
             errx("-d requires -u")
         try:
             driver.detach(unit, options=options)
-        except MdError as exc:
+        except MdctlError as exc:
             return ioctl_failed(exc)
     elif action == "RESIZE":
         if options & MD_AUTOUNIT:
             errx("-r requires -u")
         try:
             driver.resize(unit, mediasize, options=options)
-        except MdError as exc:
+        except MdctlError as exc:
             return ioctl_failed(exc)
     else:
         if options & MD_AUTOUNIT:
@@ -348,7 +495,7 @@ def realpath_strict(realpath: Callable[[str], str], path: str) -> str:
     return resolved
 
 
-def _set_file(fn: str, mediasize: int, realpath: Callable[[str], str], stat: Callable[[str], os.stat_result],
+def _set_file(fn: str, mediasize: int, realpath: Callable[[str], str], stat: Callable[[str], Any],
               errx: Callable[[str], None]) -> tuple[str, int]:
     """md_set_file(): the full path, and the file's size when -s was not given."""
     try:
@@ -361,7 +508,7 @@ def _set_file(fn: str, mediasize: int, realpath: Callable[[str], str], stat: Cal
     except OSError as exc:
         errx(f"could not open {fn}: {STRERROR.get(exc.errno or 0, exc.strerror)}")
         raise  # pragma: no cover
-    if not statmod.S_ISREG(st.st_mode):
+    if st.st_mode & S_IFMT != S_IFREG:
         errx(f"{fn} is not a regular file")
     return path, mediasize or st.st_size
 
@@ -375,7 +522,7 @@ def _find(units: str, name: str) -> bool:
     return False
 
 
-def _list(driver: MdDriver, units: str | None, verbose: bool, fflag: str | None, nflag: bool, out: list[str],
+def _list(driver: MdctlClient, units: str | None, verbose: bool, fflag: str | None, nflag: bool, out: list[str],
           *, listing: bool) -> int:
     """md_list(): names (space separated) or, with -v or a unit query, unit, type, size, file, label."""
     ffound = ufound = done = False

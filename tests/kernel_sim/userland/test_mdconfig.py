@@ -6,7 +6,7 @@ import pytest
 
 from kernel_sim.dev.md import MD_COMPRESS, MdDriver
 from kernel_sim.geom.core import Mesh
-from tools.mdconfig_cmd import USAGE, humanize, mdconfig
+from kernel_sim.userland.commands.mdconfig import USAGE, humanize, mdconfig
 
 
 @pytest.fixture
