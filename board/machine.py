@@ -12,13 +12,13 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from . import exceptions as exc
 from .devices.cfi import CfiFlash, CfiGeometry, FlashImage
 from .devices.pl011 import PL011, Console
 from .memory import FileOverlay, PhysicalMemory
-from .profile import BoardProfile
+from .profile import BoardProfile, SwapSpec
 from .uc_vmem import vmem_read
 from .ucapi import (
     UC_ARCH_ARM,
@@ -54,6 +54,9 @@ from .ucapi import (
     Uc,
     UcError,
 )
+
+if TYPE_CHECKING:
+    from .storage import Allocator  # imported only with a swap device: zstandard is slow to import
 
 HYPERCALL_IMM = 0x0AB0AB
 SEMIHOSTING_IMM = 0x123456
@@ -140,7 +143,8 @@ class Machine:
     def __init__(self, profile: BoardProfile, ram_size: int, *, console: BinaryIO | None = None,
                  overlays: tuple[FileOverlay, ...] = (),
                  fault_classifier: FaultClassifier | None = None, tlb_fill: TlbFill | None = None,
-                 flash_images: dict[str, FlashImage] | None = None) -> None:
+                 flash_images: dict[str, FlashImage] | None = None, swap: SwapSpec | None = None) -> None:
+        """`swap` overrides the profile's [swap] device (e.g. from the command line)."""
         self.profile = profile
         self.ram_size = ram_size
         self.uc = Uc(UC_ARCH_ARM, UC_MODE_ARM)
@@ -162,6 +166,9 @@ class Machine:
             self.flash[f.name] = bank = FlashBank(f.base, f.size, device)
             self._map_flash(bank)
         self.console = Console(console)
+        # The swap device: a block device of a size over a host-side store; the kernel decides its use.
+        swap_spec = swap if swap is not None else profile.swap
+        self.swap: Allocator | None = swap_spec.open() if swap_spec is not None else None
         self.devices: dict[str, PL011] = {}
         for spec in profile.devices:
             if spec.type != "pl011":

@@ -6,10 +6,16 @@ per-device UMA zone) so every malloc md shares the one kmem quota and a write th
 fails with ENOSPC (vm.md_malloc_wait 0), while MD_COMPRESS keeps never-written and uniform sectors in
 the radix tree itself (leaf 0 = zeros, 1..255 = a sector of that byte).
 
-Not done yet: swap-backed md keeps its pages in a dict (the swap pager and pageout come with the swap
-work; MD_RESERVE on swap is accepted without a swap reservation); the radix tree's indirect blocks are
-only charged when ``node_alloc`` is given; devstat and BIO_FLUSH/GETATTR are not modelled beyond
-``ident``.
+MD_SWAP units keep their data in a swap object (kernel_sim/vm/swap_pager.py) from the factory the
+kernel gives (`swap_object`, its VmSwap.md_swap_object): resident pages are guest pages, the page
+daemon may push them to swap, a write that cannot be backed fails with ENOSPC (mdstart_swap's
+VM_PAGER_ERROR), MD_RESERVE gives every page a swap block up front (swap_pager_reserve; EDOM when swap
+cannot hold them). Without a factory (the driver used on its own) the objects draw from a private
+pool of host memory and there is no swap.
+
+Not done yet: the radix tree's indirect blocks are only charged when ``node_alloc`` is given; devstat
+and BIO_FLUSH/GETATTR are not modelled beyond ``ident``; swap accounting (swap_reserve_by_cred,
+vm.overcommit) is not modelled, as with the default vm.overcommit=0 it never refuses.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from typing import Any, Protocol
 
 from kernel_sim.geom.core import GeomError, Mesh, Provider
 from kernel_sim.geom.md import MdClass, MdUnit
+from kernel_sim.vm.swap_pager import DirectPages, SwapObject, VmNoMemory, standalone_backend
 
 # sys/sys/errno.h (FreeBSD numbering)
 EPERM, ENOENT, EIO, ENOMEM, EACCES, EFAULT, EBUSY, EISDIR, EINVAL = 1, 2, 5, 12, 13, 14, 16, 21, 22
@@ -175,7 +182,7 @@ class MdSoftc:
     pl_read: Callable[[int, int], bytes] | None = None
     pl_write: Callable[[int, bytes], None] | None = None
     vnode: Vnode | None = None
-    pages: dict[int, bytearray] = field(default_factory=dict)   # MD_SWAP: page index -> page
+    object: SwapObject | None = None      # MD_SWAP: sc->object
     pp: Provider | None = None
 
     @property
@@ -191,9 +198,12 @@ class MdDriver:
                  vnode_open: Callable[[str, bool], Vnode] = host_vnode_open,
                  printf: Callable[[str], None] = lambda _s: None,
                  node_alloc: Callable[[int], object | None] | None = None,
-                 node_free: Callable[[object], None] | None = None, maxphys: int = MAXPHYS) -> None:
+                 node_free: Callable[[object], None] | None = None, maxphys: int = MAXPHYS,
+                 swap_object: Callable[[int], SwapObject | None] | None = None) -> None:
         """`sector_alloc(nbytes, zone)` returns a handle or None when kmem is exhausted (M_NOWAIT); zone is
-        "md%d". `node_alloc`/`node_free`, when given, charge the radix tree's indirect blocks (M_MDSECT)."""
+        "md%d". `node_alloc`/`node_free`, when given, charge the radix tree's indirect blocks (M_MDSECT).
+        `swap_object(npages)` makes an MD_SWAP unit's object (vm_pager_allocate(OBJT_SWAP); None is
+        ENOMEM); without it the units draw from a private host-memory pool with no swap."""
         self.mesh = mesh
         self.sector_alloc = sector_alloc
         self.sector_free = sector_free
@@ -202,6 +212,8 @@ class MdDriver:
         self.node_alloc = node_alloc
         self.node_free = node_free
         self.maxphys = maxphys
+        self.swap_object = swap_object
+        self._standalone: DirectPages | None = None
         self.units: dict[int, MdSoftc] = {}     # insertion order = attach order (devstat order)
         self.cls = next((c for c in mesh.classes if isinstance(c, MdClass)), None) or MdClass()
         if self.cls not in mesh.classes:
@@ -357,17 +369,8 @@ class MdDriver:
             assert sc.vnode is not None
             sc.vnode.pwrite(bytes(length), offset)
         elif sc.type == MD_SWAP:
-            pos, end = offset, offset + length
-            while pos < end:
-                idx, offs = divmod(pos, PAGE_SIZE)
-                n = min(PAGE_SIZE - offs, end - pos)
-                page = sc.pages.get(idx)
-                if page is not None:
-                    if n == PAGE_SIZE:
-                        del sc.pages[idx]
-                    else:
-                        page[offs:offs + n] = bytes(n)
-                pos += n
+            assert sc.object is not None
+            sc.object.zero_range(offset, length)   # whole pages and their blocks freed, parts zeroed
 
     def _malloc_write(self, sc: MdSoftc, offset: int, data: bytes) -> None:
         ss = sc.sectorsize
@@ -397,25 +400,26 @@ class MdDriver:
 
     @staticmethod
     def _swap_read(sc: MdSoftc, offset: int, length: int) -> bytes:
-        out = bytearray()
-        pos, end = offset, offset + length
-        while pos < end:
-            idx, offs = divmod(pos, PAGE_SIZE)
-            n = min(PAGE_SIZE - offs, end - pos)
-            page = sc.pages.get(idx)
-            out += page[offs:offs + n] if page is not None else bytes(n)
-            pos += n
-        return bytes(out)
+        """mdstart_swap BIO_READ: resident pages, paged-out pages paged in, holes zeros."""
+        assert sc.object is not None
+        return sc.object.read(offset, length)
 
     @staticmethod
     def _swap_write(sc: MdSoftc, offset: int, data: bytes) -> None:
-        pos = 0
-        while pos < len(data):
-            idx, offs = divmod(offset + pos, PAGE_SIZE)
-            n = min(PAGE_SIZE - offs, len(data) - pos)
-            page = sc.pages.setdefault(idx, bytearray(PAGE_SIZE))
-            page[offs:offs + n] = data[pos:pos + n]
-            pos += n
+        """mdstart_swap BIO_WRITE: ENOSPC (its VM_PAGER_ERROR) when the pages cannot be backed even
+        after paging out; then nothing of this request was written."""
+        assert sc.object is not None
+        try:
+            sc.object.write(offset, data)
+        except VmNoMemory as exc:
+            raise GeomError(ENOSPC, f"{sc.name}: {exc}") from None
+
+    def _new_swap_object(self, npages: int) -> SwapObject | None:
+        if self.swap_object is None:
+            if self._standalone is None:
+                self._standalone = standalone_backend()
+            return SwapObject(self._standalone, npages, objtype="swap")
+        return self.swap_object(npages)
 
     # ------------------------------------------------------------------ control (kern_md*_locked)
     def _new_unit(self, unit: int | None, type_: int) -> MdSoftc:
@@ -506,12 +510,19 @@ class MdDriver:
         sc.vnode = vp
 
     def _create_swap(self, sc: MdSoftc, options: int, fwheads: int, fwsectors: int) -> None:
+        """mdcreate_swap: EDOM for a size that is not whole pages or a reserve swap cannot hold."""
         if sc.mediasize <= 0 or sc.mediasize % PAGE_SIZE:
             raise MdError(EDOM, "swap md size must be a multiple of the page size")
         if options & MD_VERIFY:
             raise MdError(EINVAL, "verify is for vnode md only")
+        npage = sc.mediasize // PAGE_SIZE
         sc.fwheads, sc.fwsectors = fwheads, fwsectors
+        sc.object = self._new_swap_object(npage)
+        if sc.object is None:
+            raise MdError(ENOMEM, f"{sc.name}: no swap object")
         sc.flags = options & (MD_FORCE | MD_RESERVE)
+        if options & MD_RESERVE and not sc.object.reserve(0, npage):
+            raise MdError(EDOM, f"{sc.name}: swap cannot reserve {npage} pages")
 
     def preload(self, length: int, read: Callable[[int, int], bytes] | None = None,
                 write: Callable[[int, bytes], None] | None = None, *, image: bytearray | None = None,
@@ -554,7 +565,9 @@ class MdDriver:
         if sc.indir is not None:
             self._destroy_indir(sc.indir)
             sc.indir = None
-        sc.pages.clear()
+        if sc.object is not None:                  # vm_object_deallocate: pages and swap blocks back
+            sc.object.deallocate()
+            sc.object = None
         self.units.pop(sc.unit, None)
 
     def opencount(self, unit: int) -> int:
@@ -595,8 +608,14 @@ class MdDriver:
         if sc.type == MD_SWAP:
             if size <= 0 or size % PAGE_SIZE:
                 raise MdError(EDOM, "swap md size must be a multiple of the page size")
-            for idx in [i for i in sc.pages if i >= size // PAGE_SIZE]:
-                del sc.pages[idx]
+            assert sc.object is not None
+            oldpages, newpages = -(-sc.mediasize // PAGE_SIZE), size // PAGE_SIZE
+            if newpages < oldpages:
+                sc.object.free_range(newpages, oldpages - newpages)
+            elif (newpages > oldpages and (opts & MD_RESERVE or sc.flags & MD_RESERVE)
+                  and not sc.object.reserve(oldpages, newpages - oldpages)):
+                raise MdError(EDOM, f"{sc.name}: swap cannot reserve {newpages - oldpages} more pages")
+            sc.object.size = newpages
         elif sc.type not in (MD_VNODE, MD_NULL):
             raise MdError(EOPNOTSUPP, f"{sc.name}: this md type cannot be resized")
         sc.mediasize = size

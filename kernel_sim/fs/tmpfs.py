@@ -1,10 +1,14 @@
-"""tmpfs(4): an in-memory file system whose file data lives in real guest pages.
+"""tmpfs(4): an in-memory file system whose file data lives in swap-backed VM objects of guest pages.
 
 Why this exists: tmpfs on /tmp is the realistic memory load of an embedded board. "Guest memory is
-the truth" (DESIGN.md): every data page of a file is a page taken from the physical allocator (so
-free-page figures, /dev/mem and dumps show it), and nodes, directory entries and names are charged
-to kmem. The kernel services are injected (`pages`, `kmem`, `swap_pages_free`, `now`) so the file
-system can be tested with a small fake pool.
+the truth" (DESIGN.md): each regular file's data is a swap object (kernel_sim/vm/swap_pager.py)
+whose resident pages are pages taken from the physical allocator (so free-page figures, /dev/mem and
+dumps show them), and nodes, directory entries and names are charged to kmem. With the kernel's VM
+(`vm`, a kernel_sim.vm.pageout.VmSwap) the page daemon may push file pages to swap when memory runs
+low and they come back on access, so with swap configured a file may be larger than free RAM
+(tmpfs(4): "the system can transfer file data to swap space"); metadata is never swapped. Without
+`vm` the objects take pages straight from `pages` and nothing is paged out. The kernel services are
+injected (`pages`, `kmem`, `vm`, `swap_pages_free`, `now`) so the file system can be tested alone.
 
 Semantics follow sys/fs/tmpfs (tmpfs_vfsops.c, tmpfs_subr.c, tmpfs_vnops.c) of the FreeBSD 11/12
 era the board models (../shared/reference/freebsd.md section 8):
@@ -12,12 +16,13 @@ era the board models (../shared/reference/freebsd.md section 8):
 * accounting is tmpfs_reg_resize's: tm_pages_used grows and shrinks with howmany(size, PAGE_SIZE) of
   every regular file, holes included; tmpfs_pages_used() adds the metadata pages
   howmany(nodes_inuse * (sizeof(node) + sizeof(dirent)), PAGE_SIZE);
+* tmpfs_mem_avail is swap_pager_avail + free pages - the reserve, so with swap the limit grows;
 * physical pages are taken lazily, on the first write to a page (the swap object's behaviour), so a
   hole costs accounting but no RAM and reads as zeros;
 * a write is all or nothing, as in tmpfs_write: EFBIG when offset + length passes maxfilesize, ENOSPC
-  when the size extension fails tmpfs_pages_check_avail; here also ENOSPC when the physical pool
-  cannot back the pages the write touches (FreeBSD would page out or sleep; without a pageout daemon
-  there is nothing to wait for). Nothing is half-written in any of these cases.
+  when the size extension fails tmpfs_pages_check_avail; and ENOSPC when the pages the write touches
+  cannot be backed even after paging out (no swap, or swap full; FreeBSD would sleep in VM_WAIT,
+  here nothing else runs that could free memory). Nothing is half-written in any of these cases.
 """
 
 from __future__ import annotations
@@ -25,7 +30,12 @@ from __future__ import annotations
 import stat as _stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+from kernel_sim.vm.swap_pager import DirectPages, SwapObject, VmBackend, VmNoMemory
+
+if TYPE_CHECKING:
+    from kernel_sim.vm.pageout import VmSwap
 
 __all__ = [
     "TmpfsError", "TmpfsMount", "TmpfsTunables", "TmpfsStat", "TmpfsStatfs",
@@ -207,7 +217,7 @@ class _Node:
     size: int = 0
     parent: int = 0                # directories: the parent's ino (root: itself)
     entries: dict[str, int] = field(default_factory=dict)   # directories: name -> ino
-    pages: dict[int, int] = field(default_factory=dict)     # regular files: page index -> pa
+    obj: SwapObject | None = None  # regular files: the data's swap object (tn_reg.tn_aobj)
     target: str = ""               # symlinks
 
 
@@ -285,11 +295,15 @@ class TmpfsMount:
     # ------------------------------------------------------------------ mount / update / unmount
     @classmethod
     def mount(cls, options: dict[str, str], *, pages: PagePool, kmem: Kmem,
-              swap_pages_free: Callable[[], int], now: Callable[[], float],
+              swap_pages_free: Callable[[], int] | None = None, now: Callable[[], float],
               covered: tuple[int, int, int] | None, update_of: TmpfsMount | None = None,
-              tunables: TmpfsTunables | None = None, memory: GuestMemory | None = None) -> TmpfsMount:
+              tunables: TmpfsTunables | None = None, memory: GuestMemory | None = None,
+              vm: VmSwap | None = None) -> TmpfsMount:
         """tmpfs_mount. `covered` is the mount point's (uid, gid, mode); `memory` defaults to
-        `pages.phys` (PhysAllocator's bus to guest RAM); `tunables` to a fresh set taken now."""
+        `pages.phys` (PhysAllocator's bus to guest RAM); `tunables` to a fresh set taken now.
+
+        `vm` is the kernel's swap and pageout: file data goes in its swap objects and
+        `swap_pages_free` defaults to its free swap. Without it, pages come straight from `pages`."""
         if update_of is not None:
             update_of._update(options)
             return update_of
@@ -298,10 +312,14 @@ class TmpfsMount:
         self = cls()
         self.pages = pages
         self.kmem = kmem
+        if swap_pages_free is None:
+            swap_pages_free = vm.swap_pages_free if vm is not None else (lambda: 0)
         self.swap_pages_free = swap_pages_free
         self.now = now
         self.tunables = tunables if tunables is not None else TmpfsTunables.at_init(pages, swap_pages_free)
         self.memory = memory if memory is not None else pages.phys  # type: ignore[attr-defined]
+        self.vm = vm
+        self.backend: VmBackend = vm.daemon if vm is not None else DirectPages(pages, self.memory)
 
         cuid, cgid, cmode = covered if covered is not None else (0, 0, 0o755)
         uid = _scan_int(options, "uid", 10)
@@ -399,7 +417,13 @@ class TmpfsMount:
     @property
     def resident_pages(self) -> int:
         """Guest pages actually holding file data now."""
-        return sum(len(n.pages) for n in self.nodes.values())
+        return sum(n.obj.resident_count for n in self.nodes.values() if n.obj is not None)
+
+    @property
+    def swapped_pages(self) -> int:
+        """File pages that are in swap only (paged out)."""
+        return sum(len(n.obj.swblk.keys() - n.obj.resident.keys()) for n in self.nodes.values()
+                   if n.obj is not None)
 
     def _pages_check_avail(self, req: int) -> bool:
         """tmpfs_pages_check_avail."""
@@ -422,6 +446,8 @@ class TmpfsMount:
             raise TmpfsError("ENOSPC", "tmpfs: kernel memory exhausted (TMPFS node)")
         t = self.now()
         node = _Node(self._next_ino, kind, uid, gid, mode & ALLPERMS, t, t, t, t)
+        if kind == "reg":      # tmpfs_alloc_node: vm_pager_allocate(OBJT_SWAP, ...)
+            node.obj = self.vm.new_object() if self.vm is not None else SwapObject(self.backend, objtype="swap")
         self._next_ino += 1
         self.nodes[node.ino] = node
         self.nodes_inuse += 1
@@ -429,7 +455,8 @@ class TmpfsMount:
 
     def _free_node(self, node: _Node) -> None:
         if node.kind == "reg":
-            self._free_pages(node, 0)
+            assert node.obj is not None
+            node.obj.deallocate()
             self.data_pages -= _howmany(node.size, PAGE_SIZE)
         elif node.kind == "lnk":
             self.kmem.uncharge(MT_NAME, len(node.target.encode()))
@@ -450,19 +477,6 @@ class TmpfsMount:
         self.kmem.uncharge(MT_DIRENT, TMPFS_DIRENT_SIZE)
         self.kmem.uncharge(MT_NAME, len(name.encode()))
         return ino
-
-    def _free_pages(self, node: _Node, first_index: int) -> None:
-        """Give back the guest pages of `node` from page index `first_index` on, in runs."""
-        pas = sorted(pa for idx, pa in node.pages.items() if idx >= first_index)
-        for idx in [i for i in node.pages if i >= first_index]:
-            del node.pages[idx]
-        i = 0
-        while i < len(pas):
-            j = i + 1
-            while j < len(pas) and pas[j] == pas[j - 1] + PAGE_SIZE:
-                j += 1
-            self.pages.free(pas[i], j - i)
-            i = j
 
     # ------------------------------------------------------------------ lookups
     def _node(self, ino: int) -> _Node:
@@ -659,13 +673,12 @@ class TmpfsMount:
         if newpages > oldpages and not self._pages_check_avail(newpages - oldpages):
             raise TmpfsError("ENOSPC", f"tmpfs: no room to grow inode {node.ino} to {newsize} bytes")
         if newsize < node.size:
-            self._free_pages(node, newpages)
-            tail = newsize % PAGE_SIZE
-            last = node.pages.get(newsize // PAGE_SIZE)
-            if tail and last is not None:
-                self.memory.write(last + tail, bytes(PAGE_SIZE - tail))
+            assert node.obj is not None
+            node.obj.truncate(newsize)          # frees whole pages past the end, zeroes the tail
         self.data_pages += newpages - oldpages
         node.size = newsize
+        if node.obj is not None:
+            node.obj.size = newpages
 
     def truncate(self, ino: int, size: int) -> None:
         """tmpfs_truncate: EINVAL below 0, EFBIG past maxfilesize, ENOSPC when growth does not fit."""
@@ -684,16 +697,10 @@ class TmpfsMount:
         if offset < 0 or length < 0:
             raise TmpfsError("EINVAL", "tmpfs: negative offset or length")
         end = min(node.size, offset + length)
-        out = bytearray()
-        pos = offset
-        while pos < end:
-            idx, off = divmod(pos, PAGE_SIZE)
-            n = min(PAGE_SIZE - off, end - pos)
-            pa = node.pages.get(idx)
-            out += bytes(n) if pa is None else self.memory.read(pa + off, n)
-            pos += n
+        assert node.obj is not None
+        out = node.obj.read(offset, end - offset) if end > offset else b""
         node.atime = self.now()
-        return bytes(out)
+        return out
 
     def write(self, ino: int, offset: int, data: bytes | bytearray | memoryview, *, mapped: bool = False) -> int:
         """tmpfs_write: all of `data` at `offset`, or nothing (EFBIG / ENOSPC). `mapped` models a
@@ -710,20 +717,13 @@ class TmpfsMount:
         oldsize = node.size
         if end > oldsize:
             self._resize(node, end)
-        need = [i for i in range(offset // PAGE_SIZE, _howmany(end, PAGE_SIZE)) if i not in node.pages]
-        if need:
-            if len(need) > self.pages.free_count:
-                if end > oldsize:
-                    self._resize(node, oldsize)
-                raise TmpfsError("ENOSPC", f"tmpfs: {len(need)} pages needed, {self.pages.free_count} free")
-            for idx, pa in zip(need, self.pages.alloc(len(need)), strict=True):
-                node.pages[idx] = pa
-        pos = offset
-        while pos < end:
-            idx, off = divmod(pos, PAGE_SIZE)
-            n = min(PAGE_SIZE - off, end - pos)
-            self.memory.write(node.pages[idx] + off, view[pos - offset:pos - offset + n])
-            pos += n
+        assert node.obj is not None
+        try:
+            node.obj.write(offset, view)        # uiomove_object: all pages backed, or nothing written
+        except VmNoMemory as exc:
+            if end > oldsize:
+                self._resize(node, oldsize)
+            raise TmpfsError("ENOSPC", f"tmpfs: {exc}") from None
         t = self.now()
         if not (mapped and self.nomtime):
             node.mtime = t
