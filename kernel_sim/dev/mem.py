@@ -307,7 +307,8 @@ class MemDevices:
     """The state /dev/mem and /dev/kmem share: the machine, the kernel, the range table, the dump lock."""
 
     def __init__(self, machine: Machine, startup=None, msgbuf: MsgBuf | None = None,
-                 sysctl: SysctlTree | None = None, printf: Callable[[str], None] | None = None) -> None:
+                 sysctl: SysctlTree | None = None, printf: Callable[[str], None] | None = None,
+                 securelevel: Callable[[], int] | None = None) -> None:
         from kernel_sim.kern.minidump import dump_avail_of
         from kernel_sim.kern.sysctl import SysctlTree
 
@@ -319,12 +320,21 @@ class MemDevices:
         self.dump_avail = dump_avail_of(machine.phys)
         self.ranges = MemRanges.for_machine(machine)
         self.dumping = False
-        _sysctl_default(self.sysctl, SECURELEVEL, -1, "Current secure level")          # sys/kern/kern_mib.c
+        self.securelevel = securelevel or self._securelevel_sysctl
         _sysctl_default(self.sysctl, STRICT_ARM, 0,
                         "MEMRANGE_GET/SET answer ENOTTY as FreeBSD arm's mem(4) does (armboard)")
         _sysctl_default(self.sysctl, GZLEVEL, 6, "Kernel crash dump compression level")  # kern_shutdown.c
         self.mem = MemDevice(self)
         self.kmem = KmemDevice(self)
+
+    def _securelevel_sysctl(self) -> int:
+        """kern.securelevel when the kernel publishes it, else -1 (FreeBSD's default: insecure mode)."""
+        from kernel_sim.kern.sysctl import SysctlError
+
+        try:
+            return int(self.sysctl.get(SECURELEVEL))
+        except (SysctlError, ValueError):
+            return -1
 
     # ------------------------------------------------------------------ checks
     def check_open(self, caller: Caller, flags: int) -> None:
@@ -335,8 +345,9 @@ class MemDevices:
         if acc in (O_WRONLY, O_RDWR):
             if caller.uid != 0:
                 raise SysError(EPERM, "PRIV_KMEM_WRITE: only root may write /dev/mem and /dev/kmem")
-            if int(self.sysctl.get(SECURELEVEL)) > 0:
-                raise SysError(EPERM, f"kern.securelevel is {self.sysctl.get(SECURELEVEL)}: memory is write-protected")
+            level = self.securelevel()
+            if level > 0:                   # securelevel_gt(cred, 0)
+                raise SysError(EPERM, f"kern.securelevel is {level}: memory cannot be written")
 
     def check_phys(self, offset: int, size: int) -> None:
         """memrw() for /dev/mem: every page touched must be in a dump_avail range, else EINVAL."""
