@@ -37,6 +37,7 @@ from kernel_sim.kern.sysapi import (
     strerror,
 )
 from kernel_sim.userland import commands
+from kernel_sim.userland.commands._util import UMASK
 from kernel_sim.userland.procsys import PipeBuffer, PipeEnd, ProcSys, with_pipes
 from kernel_sim.userland.shexpand import Expander, ExpandError
 from kernel_sim.userland.shparse import (
@@ -562,7 +563,7 @@ class Shell:
             flags = {">": O_WRONLY | O_CREAT | O_TRUNC, ">|": O_WRONLY | O_CREAT | O_TRUNC,
                      ">>": O_WRONLY | O_CREAT | O_APPEND, "<": O_RDONLY, "<>": O_RDWR | O_CREAT}[r.op]
             try:
-                newfd = io.open(target, flags, 0o666)
+                newfd = io.open(target, flags, 0o666 & ~UMASK)
             except SysError as exc:
                 verb = "open" if r.op == "<" else "create"      # redir.c openredirect()
                 raise ShellError(f"cannot {verb} {target}: {strerror(exc.errno)}") from None

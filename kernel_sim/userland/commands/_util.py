@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from kernel_sim.kern.sysapi import Sys, SysError, strerror
 
+# The kernel has no umask(2) yet: programs that create files apply CMASK (sys/sys/param.h), the umask
+# every FreeBSD process starts with, themselves.
+UMASK = 0o022
+
 
 class Usage(Exception):
     """A bad option: getopt already printed its line; the command prints its usage and exits."""
