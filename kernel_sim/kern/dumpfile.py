@@ -220,8 +220,9 @@ def open_dump(path: str | Path) -> Dump:
         raise DumpError(f"cannot read {path}: {exc.strerror}") from None
     trailer = size >= KERNELDUMP_HEADER_SIZE and raw[size - KERNELDUMP_HEADER_SIZE:][:len(KERNELDUMPMAGIC) + 1] == (
         KERNELDUMPMAGIC + b"\0")
-    if not trailer and raw[:len(MINIDUMP_MAGIC)] == MINIDUMP_MAGIC:
-        return _minidump(path, size, None, memoryview(raw), "file")      # savecore's vmcore: no header
+    # A bare minidump (savecore's vmcore: no header) is whole pages; 512 bytes more is a damaged header.
+    if not trailer and raw[:len(MINIDUMP_MAGIC)] == MINIDUMP_MAGIC and size % PAGE_SIZE != KERNELDUMP_HEADER_SIZE:
+        return _minidump(path, size, None, memoryview(raw), "file")
     kdh, kdh_off = _kerneldump_header(raw, size)
     stream = memoryview(raw)[:kdh.dumplength]
     if kdh.compression == KERNELDUMP_COMP_NONE:
@@ -297,8 +298,9 @@ def _decompress(stream: memoryview, compression: int) -> bytes:
 
 def _minidump(path: Path, file_size: int, kdh: KernelDumpHeader | None, data, space: str) -> Dump:
     size = len(data)
-    if size < MinidumpHeader.SIZE:
-        raise DumpError(f"truncated: {size} bytes is too short for a minidump header", 0, space)
+    if size < PAGE_SIZE:
+        raise DumpError(f"truncated: the dump is {size} bytes, shorter than the minidump header page "
+                        f"({PAGE_SIZE} bytes)", size, space)
     hdr = MinidumpHeader.unpack(bytes(data[:MinidumpHeader.SIZE]))
     magic = hdr.magic.split(b"\0", 1)[0]
     if magic != MINIDUMP_MAGIC:

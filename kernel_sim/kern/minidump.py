@@ -317,7 +317,8 @@ class _Out:
         elif compression == KERNELDUMP_COMP_ZSTD:
             import zstandard
 
-            self._comp = zstandard.ZstdCompressor(level=level).compressobj()
+            # sys/kern/subr_compressor.c zstdio_init: ZSTD_c_checksumFlag 1, content size unknown
+            self._comp = zstandard.ZstdCompressor(level=level, write_checksum=True).compressobj()
         else:
             self._comp = None
 
