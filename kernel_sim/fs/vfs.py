@@ -850,7 +850,7 @@ def _ufs_errno(exc: UfsError) -> SysError:
     return SysError(exc.errno, exc.message)
 
 
-def _open_provider(vfs: Vfs, source: str, *, write: bool) -> tuple[str, Consumer]:
+def open_provider(vfs: Vfs, source: str, *, write: bool) -> tuple[str, Consumer]:
     """g_vfs_open: the provider named by "/dev/NAME", held r1 (w1e1 for a read-write mount)."""
     name = source.removeprefix("/dev/")
     try:
@@ -950,7 +950,7 @@ def _mount_ufs(vfs: Vfs, options: dict[str, str], readonly: bool, covered: Stat 
         raise SysError(EINVAL, "ufs: no \"from\" device")
     if not readonly:
         raise SysError(EOPNOTSUPP, "ufs: the UFS reader is read-only (mount with -o ro)")
-    name, cp = _open_provider(vfs, options["from"], write=False)
+    name, cp = open_provider(vfs, options["from"], write=False)
     try:
         reader = UfsMount.open(cp.read_bytes, cp.provider.mediasize)
     except UfsError as exc:
