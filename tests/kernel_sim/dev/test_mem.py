@@ -47,6 +47,7 @@ from kernel_sim.dev.mem import (
 from kernel_sim.guest.abi import PAGE_SIZE
 from kernel_sim.kern.msgbuf import MsgBuf
 from kernel_sim.kern.sysapi import (
+    EACCES,
     EBADF,
     EBUSY,
     EFAULT,
@@ -405,3 +406,99 @@ def test_unknown_ioctls_and_short_arguments(kernel):
     assert ioctl_errno(devs.kmem, ROOT, MEM_EXTRACT_PADDR, b"\0" * 8) == EFAULT
     state = MEM_EXTRACT.unpack(devs.kmem.d_ioctl(ROOT, MEM_EXTRACT_PADDR, struct.pack("<Q", 0x1000) + bytes(56)))[3]
     assert state == ME_STATE_INVALID
+
+
+# ---------------------------------------------------------------------------------------------- the guest
+@pytest.fixture
+def guest(kernel):
+    """The booted kernel's devfs with /dev/mem and /dev/kmem, and init's system calls (tmpfs root)."""
+    from kernel_sim.kern.syscalls import Syscalls, make_kernel
+
+    result, devs, module = kernel
+    s = result.startup
+    console = bytearray()
+    k = make_kernel(s.geom, pages=s.pages, malloc=s.malloc, procs=s.procs, sysctl=s.sysctl,
+                    console_write=console.extend)
+    k.vfs.mount("tmpfs", "/", {})
+    for d in ("/dev", "/tmp"):
+        k.vfs.mkdir(d, 0o755)
+    k.vfs.mount("devfs", "/dev", {})
+    k.vfs.devfs.make_dev(devs.mem)
+    k.vfs.devfs.make_dev(devs.kmem)
+    return result, devs, module, Syscalls.for_init(k), console
+
+
+def run_guest(sys, console: bytearray, script: str) -> tuple[int, str]:
+    from kernel_sim.userland.sh import Shell
+
+    status = Shell(sys, "/etc/rc").run_script(script)
+    text = console.decode("utf-8", "replace")
+    console.clear()
+    return status, text
+
+
+def test_dd_reads_md0_through_dev_mem_and_dev_kmem(guest, image):
+    result, _devs, module, sys, console = guest
+    status, _text = run_guest(sys, console, f"dd if=/dev/mem of=/tmp/pa bs=4k skip={module.pa // 4096} count=16\n"
+                                            f"dd if=/dev/kmem of=/tmp/va bs=4k skip={module.va // 4096} count=16\n")
+    assert status == 0
+    from kernel_sim.userland.commands._util import read_path
+
+    assert read_path(sys, "/tmp/pa") == read_path(sys, "/tmp/va") == image.read_bytes()[:64 << 10]
+
+
+def test_memctl_paddr_ranges_setrange_delrange(guest):
+    result, _devs, module, sys, console = guest
+    guard = result.startup.procs.procs[1].threads[0].kstack - PAGE_SIZE
+    status, text = run_guest(sys, console, f"memctl paddr {module.va + 16:#x}\nmemctl paddr {guard:#x}\n"
+                                           "memctl paddr 0x1000\n")
+    assert status == 0
+    assert text.splitlines() == [f"0x{module.va + 16:08x}: physical 0x{module.pa + 16:08x} (mapped, domain 0)",
+                                 f"0x{guard:08x}: valid, not mapped", "0x00001000: invalid"]
+    status, text = run_guest(sys, console, "memctl setrange 0x48000000 0x100000 uncacheable dmabuf\nmemctl ranges\n")
+    assert status == 0
+    assert text.splitlines() == [
+        "0x0/0x4000000 flash0 write-protect fixed-base fixed-length set-by-firmware active fixed-active ",
+        "0x4000000/0x4000000 flash1 write-protect fixed-base fixed-length set-by-firmware active fixed-active ",
+        "0x9000000/0x1000 uart0 uncacheable fixed-base fixed-length set-by-firmware active fixed-active busy ",
+        "0x40000000/0x10000000 ram write-back fixed-base fixed-length set-by-firmware active fixed-active ",
+        "0x48000000/0x100000 dmabuf uncacheable active "]
+    _status, text = run_guest(sys, console, "memctl delrange 0x48000000 0x100000\nmemctl ranges -a\n")
+    assert "dmabuf" not in text and text.count("\n") == MEMRANGE_NDESC
+    status, text = run_guest(sys, console, "memctl setrange 0x9000000 0x1000 uncacheable\n")
+    assert (status, text) == (1, "memctl: ioctl(/dev/mem): Device busy\n")
+    status, text = run_guest(sys, console, "memctl setrange 0x48000000 0x1000 write-combine\n")
+    assert (status, text) == (1, "memctl: ioctl(/dev/mem): Invalid argument\n")
+    status, text = run_guest(sys, console, "memctl setrange 0x48000000 0x1000 purple\n")
+    assert status == 1 and text.startswith("usage: memctl paddr va\n")
+
+
+def test_memctl_dump_writes_a_readable_dump_into_the_guests_file_system(guest, tmp_path):
+    from kernel_sim.kern.dumpfile import open_dump
+    from kernel_sim.userland.commands._util import read_path
+
+    result, devs, module, sys, console = guest
+    status, _text = run_guest(sys, console, "memctl dump -z zstd /tmp/vmcore.zst\n")
+    assert status == 0
+    host = tmp_path / "vmcore.zst"
+    host.write_bytes(read_path(sys, "/tmp/vmcore.zst"))
+    dump = open_dump(host)
+    assert dump.kdh.compression == 2 and dump.read_va(module.va, 4096) == devs.kmem_read(module.va, 4096)
+    assert sys.stat("/tmp/vmcore.zst").mode & 0o777 == 0o600
+
+
+def test_a_process_without_privilege_cannot_open_the_devices(guest):
+    """In the guest a non-root process meets devfs's mode (EACCES) before memopen's privilege check
+    (EPERM, see test_open_needs_root_and_writing_needs_securelevel_at_most_zero)."""
+    result, _devs, _module, sys, console = guest
+    child = sys.spawn_kstack("memctl", uid=1001)
+    try:
+        from kernel_sim.userland.commands.memctl import main
+
+        assert main(child, ["memctl", "ranges"]) == 1
+        with pytest.raises(SysError) as err:
+            child.open("/dev/kmem", O_RDONLY)
+        assert err.value.errno == EACCES                # devfs's 0640 root:kmem comes first, as in FreeBSD
+    finally:
+        child.exit(0)
+    assert console.decode() == "memctl: /dev/mem: Permission denied\n"
