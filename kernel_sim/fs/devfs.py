@@ -246,8 +246,9 @@ class Devfs:
     # -------------------------------------------------------------- make_dev / destroy_dev
     def make_dev(self, cdev: CharDevice) -> None:
         """make_dev(9): /dev/NAME appears in every devfs mount; EEXIST for a name already used."""
-        if cdev.name in self._entries():
-            raise SysError(EEXIST, f"/dev/{cdev.name} exists")
+        name = cdev.name
+        if name in self.cdevs or self.mesh.provider(name) is not None or (name == "mdctl" and self.mesh.md):
+            raise SysError(EEXIST, f"/dev/{name} exists")
         self.cdevs[cdev.name] = cdev
         self._ino(cdev.name)
 
