@@ -449,7 +449,7 @@ class MemDevices:
     # ------------------------------------------------------------------ MEM_KERNELDUMP
     def kerneldump(self, caller: Caller, fd: int, flags: int, compression: int) -> None:
         """livedump_start(): the checks in FreeBSD's order, then minidumpsys() to the descriptor."""
-        from kernel_sim.kern.minidump import COMPRESSIONS, minidumpsys
+        from kernel_sim.kern.minidump import COMPRESSIONS
 
         if caller.uid != 0:
             raise SysError(EPERM, "PRIV_KMEM_READ: only root may take a kernel dump")
@@ -458,12 +458,18 @@ class MemDevices:
         sink = caller.file_sink(fd)                 # SysError(EBADF) unless fd is open for writing
         if compression not in COMPRESSIONS:
             raise SysError(EINVAL, f"unknown kernel dump compression {compression}")
+        self.dump_to(sink, compression)
+
+    def dump_to(self, sink, compression: int):
+        """One live dump at a time (livedump_sx): EBUSY while another is being written."""
+        from kernel_sim.kern.minidump import minidumpsys
+
         if self.dumping:
             raise SysError(EBUSY, "a kernel dump is already in progress")
         self.dumping = True
         try:
-            minidumpsys(sink, self.dump_source(), compression, level=int(self.sysctl.get(GZLEVEL)),
-                        printf=self.printf)
+            return minidumpsys(sink, self.dump_source(), compression, level=int(self.sysctl.get(GZLEVEL)),
+                               printf=self.printf)
         finally:
             self.dumping = False
 

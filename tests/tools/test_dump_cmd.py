@@ -200,3 +200,80 @@ def test_corrupt_compressed_data(booted, tmp_path, name):
         raw[i] ^= 0x5A
     err = refused(tmp_path, bytes(raw), f"corrupt {name} data" if name == "zstd" else "gzip")
     assert "offset" in err
+
+
+# ---------------------------------------------------------------------------------------------- the monitor
+@pytest.fixture
+def monitor(booted):
+    from tools.monitor import Monitor
+
+    result, _paths, _image = booted
+    mon = Monitor(result.machine, out=io.StringIO(), sysctl=result.startup.sysctl)
+    mon.startup = result.startup
+    return mon
+
+
+def mon(monitor, line: str) -> str:
+    from tools.monitor_mem import COMMANDS
+
+    words = line.split()
+    monitor.out.seek(0)
+    monitor.out.truncate()
+    COMMANDS[words[0]](monitor, words[1:])
+    return monitor.out.getvalue()
+
+
+def test_monitor_paddr_shows_the_walk(booted, monitor):
+    result, _paths, _image = booted
+    module = result.prepared.layout.modules[0]
+    va = module.va + 0x2345
+    text = mon(monitor, f"paddr {va:#x}")
+    ttbr0 = result.machine.cp15.ttbr0 & ~0x3FFF
+    l1_addr = ttbr0 + 4 * (va >> 20)
+    l1 = result.machine.phys.read_u32(l1_addr)
+    assert text.splitlines()[:2] == [
+        f"0x{va:08x}: TTBR0 0x{ttbr0:08x} (TTBCR.N 0), L1 index 0x{va >> 20:03x}",
+        f"  L1 entry at 0x{l1_addr:08x}: 0x{l1:08x}  page table at 0x{l1 & ~0x3FF:08x}, domain 0 (client)"]
+    l2_addr = (l1 & ~0x3FF) + 4 * ((va >> 12) & 0xFF)
+    assert f"  L2 index 0x{(va >> 12) & 0xFF:02x}, entry at 0x{l2_addr:08x}: " in text
+    assert "kernel rwx, user ---" in text and text.endswith(f"  physical address 0x{module.pa + 0x2345:08x} "
+                                                            f"(small at 0x{module.pa + 0x2000:08x})\n")
+    guard = result.startup.procs.procs[1].threads[0].kstack - PAGE_SIZE
+    text = mon(monitor, f"paddr {guard:#x}")
+    assert "fault (no page)" in text and "fault: Translation Fault (L2), DFSR 0x007" in text
+    assert "inside a kernel_map entry" in text
+    text = mon(monitor, "paddr 0xffe00000")                     # the console's devmap section
+    assert "section (1 MiB)" in text and text.endswith("physical address 0x09000000 (section at 0x09000000)\n")
+    assert mon(monitor, "paddr 0x10").endswith("fault: Translation Fault (L1), DFSR 0x005: a kernel read takes a "
+                                               "Data Abort\n")
+
+
+def test_monitor_mem_and_kmem_read_write(booted, monitor, tmp_path):
+    from tools.monitor import MonitorError
+
+    result, _paths, image = booted
+    module = result.prepared.layout.modules[0]
+    assert mon(monitor, f"mem read {module.pa:#x} 16") == f"{module.pa:08x}: {image.read_bytes()[:16].hex(' ')}\n"
+    mon(monitor, f"kmem read {module.va:#x} 8k {tmp_path / 'k.bin'}")
+    assert (tmp_path / "k.bin").read_bytes() == image.read_bytes()[:8192]
+    scratch = result.startup.malloc.malloc(PAGE_SIZE, "temp")
+    (tmp_path / "w.bin").write_bytes(b"from the host")
+    mon(monitor, f"mem write {result.startup.pmap.kextract(scratch):#x} {tmp_path / 'w.bin'}")
+    assert mon(monitor, f"kmem read {scratch:#x} 13") == f"{scratch:08x}: {b'from the host'.hex(' ')}\n"
+    with pytest.raises(MonitorError, match="not in dump_avail.*Invalid argument"):
+        mon(monitor, "mem read 0x0 4")
+    with pytest.raises(MonitorError, match="Bad address"):
+        mon(monitor, "kmem read 0x1000 4")
+    with pytest.raises(MonitorError, match="usage: mem read"):
+        mon(monitor, "mem peek 0x40000000")
+
+
+def test_monitor_ranges_and_dump(booted, monitor, tmp_path):
+    result, _paths, _image = booted
+    assert mon(monitor, "ranges").splitlines()[3] == (
+        "0x40000000/0x8000000 ram write-back fixed-base fixed-length set-by-firmware active fixed-active ")
+    path = tmp_path / "monitor.vmcore"
+    text = mon(monitor, f"dump --compress gzip {path}")
+    assert text.startswith("dump: ") and text.endswith(f"written to {path} (gzip)\n")
+    code, out, _err = show(path)
+    assert code == 0 and "kerneldumpheader: FreeBSD Kernel Dump" in out
