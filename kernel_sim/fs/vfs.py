@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import struct
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
@@ -292,6 +293,7 @@ class Vfs:
         self._covered: dict[tuple[int, int], Mount] = {}  # (id(covered mount), ino) -> mount on top
         self._next_fsid = 1
         self.open_files: set[OpenFile] = set()
+        self.cwd_holders: weakref.WeakSet = weakref.WeakSet()   # processes: `.cwd` (a Vnode), `.exited`
         self._detached_devfs: Mount | None = None
         self.factories: dict[str, FsFactory] = {"ufs": _mount_ufs, "tmpfs": _mount_tmpfs,
                                                  "devfs": _mount_devfs, "cd9660": _mount_cd9660}
@@ -783,7 +785,8 @@ class Vfs:
 
     def unmount(self, path: str, force: bool = False, cred: Cred = ROOT, cwd: Vnode | None = None) -> None:
         """unmount(2): EINVAL unless `path` is a mount point, EBUSY with a mount below it or (unless
-        forced) open files; a forced unmount leaves those files dead (EIO)."""
+        forced) open files or a process's working directory in it; a forced unmount leaves those
+        files dead (EIO)."""
         if cred.uid != 0:
             raise SysError(EPERM, "only root may unmount")
         vp = self.lookup(path, cred, cwd)
@@ -795,6 +798,9 @@ class Vfs:
         users = [of for of in self.open_files if of.vnode.mount is m and not of.dead]
         if users and not force:
             raise SysError(EBUSY, f"{m.path}: {len(users)} open file(s)")
+        cwds = [h for h in self.cwd_holders if h.exited is None and h.cwd.mount is m]
+        if cwds and not force:
+            raise SysError(EBUSY, f"{m.path}: the working directory of {len(cwds)} process(es)")
         for of in users:
             if of.device is not None:
                 of.device.close()

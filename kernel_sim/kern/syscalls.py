@@ -140,6 +140,7 @@ class Syscalls:
         self.cwd = cwd if cwd is not None else self.vfs.rootvnode()
         self.fds: dict[int, OpenFile] = {}
         self.exited: int | None = None
+        self.vfs.cwd_holders.add(self)      # a working directory keeps its mount busy (vref)
 
     @property
     def cred(self) -> Cred:
@@ -435,8 +436,32 @@ def make_kernel(mesh: Mesh, *, pages=None, malloc=None, kmem=None, sysctl: Sysct
     sysctl = sysctl if sysctl is not None else SysctlTree()
     if tunables is not None:
         install_vfs_sysctls(sysctl, tunables)
-    return Kernel(vfs, sysctl, kenv if kenv is not None else {}, mesh, procs, clock, printf, reboot)
+    kernel = Kernel(vfs, sysctl, kenv if kenv is not None else {}, mesh, procs, clock, printf, reboot)
+    install_securelevel(kernel)
+    return kernel
 
 
-__all__ = ["Kernel", "Syscalls", "VirtualClock", "install_vfs_sysctls", "make_kernel", "register_sysctl_writer",
+def install_securelevel(kernel: Kernel) -> None:
+    """kern.securelevel (sys/kern/kern_mib.c sysctl_kern_securelvl): root may raise it, never lower it
+    (EPERM), as init alone may in FreeBSD."""
+    tree = kernel.sysctl
+    try:
+        tree.oid("kern.securelevel")
+        return                                    # the kernel registered its own
+    except SysctlError:
+        pass
+    tree.add("kern.securelevel", "int", handler=lambda: kernel.securelevel, readonly=False,
+             description="Current secure level")
+
+    def write(text: str) -> None:
+        level = _parse_sysctl_int("kern.securelevel", text)
+        if level < kernel.securelevel:
+            raise SysctlError("EPERM", "kern.securelevel", "sysctl: kern.securelevel may only be raised")
+        kernel.securelevel = level
+
+    register_sysctl_writer(tree, "kern.securelevel", write)
+
+
+__all__ = ["Kernel", "Syscalls", "VirtualClock", "install_securelevel", "install_vfs_sysctls", "make_kernel",
+           "register_sysctl_writer",
            "NOFILE"]

@@ -227,6 +227,11 @@ def test_unmount_busy_rules_and_forced_unmount(env):
     assert errno_of(p.read, fd, 4) == EIO                    # the forced unmount killed the file
     p.close(fd)
     assert p.readdir("/mnt") == [".", ".."]                  # the UFS directory shows again
+    p.mount("tmpfs", "/mnt", {})
+    p.chdir("/mnt")
+    assert errno_of(p.unmount, "/mnt") == EBUSY              # a working directory in it
+    p.chdir("/")
+    p.unmount("/mnt")
     assert errno_of(p.mount, "nosuchfs", "/mnt", {}) == ENODEV
     assert errno_of(p.mount, "tmpfs", "/etc/motd", {}) == ENOTDIR
     assert errno_of(p.mount, "tmpfs", "/none", {}) == ENOENT

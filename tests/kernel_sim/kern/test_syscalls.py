@@ -238,6 +238,14 @@ def test_sysctl_rows_set_and_the_tmpfs_reserve(sys_):
     assert p.sysctl("kern.writable_thing") == [("kern.writable_thing", "6")]
 
 
+def test_securelevel_only_rises(sys_):
+    k, p, *_ = sys_
+    assert p.sysctl("kern.securelevel") == [("kern.securelevel", "-1")]
+    p.sysctl("kern.securelevel", "1")
+    assert k.securelevel == 1
+    assert errno_of(p.sysctl, "kern.securelevel", "0") == EPERM
+
+
 def test_kenv(sys_):
     _k, p, *_ = sys_
     assert p.kenv() == [("kern.hostname", "armboard")]
