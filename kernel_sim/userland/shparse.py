@@ -658,9 +658,7 @@ class Parser:
             if tok.kind == "newline":
                 continue
             break
-        if not items:
-            raise self.unexpected()
-        return CmdList(items)
+        return CmdList(items)       # may be empty: parser.c list() returns NULL before an end token
 
     def and_or(self) -> AndOr:
         first = self.pipeline()
@@ -784,9 +782,9 @@ class Parser:
             pats: list[Word] = []
             while True:
                 t = self.take()
-                if t.kind != "word":
+                if t.kind != "word":              # parser.c reads it as a pattern, then wants ")"
                     self.tok = t
-                    raise self.unexpected()
+                    raise self.unexpected(")")
                 pats.append(t.word)   # type: ignore[arg-type]
                 t = self.peek()
                 if t.kind == "op" and t.value == "|":

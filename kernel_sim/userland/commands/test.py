@@ -65,7 +65,9 @@ class _Eval:
                 return a[1] == ""
             if a[0] in _UNARY:
                 return self.unary(a[0], a[1])
-            raise _TestError(f"{a[0]}: unexpected operator")
+            if a[1] in _BINARY:
+                raise _TestError(f"{a[1]}: argument expected")
+            raise _TestError(f"{a[1]}: unexpected operator")
         if n == 3:
             if a[1] in _BINARY:
                 return self.binary(a[0], a[1], a[2])
@@ -124,6 +126,8 @@ class _Eval:
         nxt = self.peek()
         if nxt in _BINARY:
             self.i += 1
+            if self.peek() is None:
+                raise _TestError(f"{nxt}: argument expected")
             return self.binary(tok, nxt, self.take())
         return tok != ""
 
