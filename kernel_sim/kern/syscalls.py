@@ -87,10 +87,10 @@ def install_vfs_sysctls(tree: SysctlTree, tunables: TmpfsTunables) -> None:
     """vfs.tmpfs.memory_percent and vfs.tmpfs.memory_reserved (sys/fs/tmpfs/tmpfs_subr.c
     sysctl_mem_percent / sysctl_mem_reserved): read live from `tunables`, written through them."""
     tree.add_node("vfs.tmpfs", "tmpfs file system")
-    tree.add("vfs.tmpfs.memory_percent", "int", handler=lambda: tunables.memory_percent, readonly=False,
-             tunable=True, description="Percent of available memory that can be used if no size limit")
-    tree.add("vfs.tmpfs.memory_reserved", "long", handler=lambda: tunables.memory_reserved, readonly=False,
-             description="Amount of available memory and swap below which tmpfs growth stops")
+    tree.publish("vfs.tmpfs.memory_percent", "int", handler=lambda: tunables.memory_percent, readonly=False,
+                 tunable=True, description="Percent of available memory that can be used if no size limit")
+    tree.publish("vfs.tmpfs.memory_reserved", "long", handler=lambda: tunables.memory_reserved, readonly=False,
+                 description="Amount of available memory and swap below which tmpfs growth stops")
 
     def setter(name: str, attr: str) -> Callable[[str], None]:
         def write(text: str) -> None:
@@ -379,7 +379,9 @@ class Syscalls:
             raise SysError(ENOMEM, f"fork: no kernel stack ({exc.reason})") from None
         child_uid = self.uid if uid is None else uid
         proc.uid = child_uid
-        child = Syscalls(self.kernel, proc.pid, uid=child_uid, gid=self.gid if uid is None else 0, cwd=self.cwd)
+        # No group database: another user's primary group has the user's number (adduser's default).
+        child_gid = self.gid if uid is None else (0 if uid == 0 else uid)
+        child = Syscalls(self.kernel, proc.pid, uid=child_uid, gid=child_gid, cwd=self.cwd)
         for fd in (0, 1, 2):
             of = self.fds.get(fd)
             if of is not None:
