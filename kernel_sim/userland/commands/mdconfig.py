@@ -263,7 +263,7 @@ def main(sys: Sys, argv: list[str]) -> int:
 
     try:
         status, out, err = mdconfig(open_mdctl, argv[1:], realpath=lambda p: _os_call(guest_realpath, sys, p),
-                                    stat=lambda p: _StatView(_os_call(Sys.stat, sys, p)),
+                                    stat=lambda p: _StatView(_os_call(lambda s, q: s.stat(q), sys, p)),
                                     writable=lambda p: _writable(sys, p))
     finally:
         for fd in fds:

@@ -20,8 +20,8 @@ def test_redirection_order_matters(board) -> None:
 
 
 def test_builtins_and_compound_commands_get_the_shell_fds_back(board) -> None:
-    status, out = board.run("echo to-file > /tmp/e; { echo a; echo b; } > /tmp/g; for i in 1 2; do echo $i; done >> /tmp/g;"
-                            " echo console; cat /tmp/e /tmp/g")
+    status, out = board.run("echo to-file > /tmp/e; { echo a; echo b; } > /tmp/g; "
+                            "for i in 1 2; do echo $i; done >> /tmp/g; echo console; cat /tmp/e /tmp/g")
     assert (status, out) == (0, "console\nto-file\na\nb\n1\n2\n")
     assert sorted(board.init.fds) == [0, 1, 2]          # nothing leaked, nothing saved above 9 left over
 
@@ -32,7 +32,8 @@ def test_here_documents(board) -> None:
 
 
 def test_redirection_errors_are_freebsd_wording(board) -> None:
-    assert board.run("echo x > /nope/f; echo $?") == (0, "/etc/rc: cannot create /nope/f: No such file or directory\n2\n")
+    assert board.run("echo x > /nope/f; echo $?") == \
+        (0, "/etc/rc: cannot create /nope/f: No such file or directory\n2\n")
     assert board.run("cat < /nope; echo $?") == (0, "/etc/rc: cannot open /nope: No such file or directory\n2\n")
     assert board.run("echo x > /dev; echo $?") == (0, "/etc/rc: cannot create /dev: Is a directory\n2\n")
 
