@@ -210,3 +210,18 @@ def test_quoted_words_stay_separate_arguments(board, words: list[str]) -> None:
     status, out = board.run(script)
     assert status == 0
     assert out == f"{len(words)}\n" + "".join(f"[{w}]\n" for w in words)
+
+
+def test_pathname_expansion(board) -> None:
+    board.run("touch /tmp/a.txt /tmp/b.txt /tmp/c.md /tmp/.h.txt")
+    assert board.run("echo /tmp/*.txt; echo /tmp/[ab]*; echo '/tmp/*.txt' \"/tmp/*\" /tmp/*.none") == \
+        (0, "/tmp/a.txt /tmp/b.txt\n/tmp/a.txt /tmp/b.txt\n/tmp/*.txt /tmp/* /tmp/*.none\n")
+    assert board.run("cd /tmp; echo *.md ?.txt; for d in /e*/; do echo $d; done") == (0, "c.md a.txt b.txt\n/etc/\n")
+
+
+def test_read_and_command_substitution_status(board) -> None:
+    board.write_file("/tmp/in", "l1 rest of it\nl2\n")
+    assert board.run('read a b < /tmp/in; echo "$a|$b"; while read line; do echo "got $line"; done < /tmp/in') == \
+        (0, "l1|rest of it\ngot l1 rest of it\ngot l2\n")
+    assert board.run("x=$(false); echo $?; x=$(true); echo $?") == (0, "1\n0\n")
+    assert board.run("set -e; x=$(exit 3); echo never") == (3, "")
