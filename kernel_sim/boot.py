@@ -8,6 +8,7 @@ the conventions: 0 clean halt or stop point reached, 1 the guest failed, 3 time 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -55,6 +56,10 @@ class BootRequest:
     tunables: list[tuple[str, str]] = field(default_factory=list)   # (name, value) into the kernel env
     flash: dict[str, Path] = field(default_factory=dict)            # flash bank name -> image file
     md_images: list[Path] = field(default_factory=list)             # more md_image modules after the root's
+    shell: bool = False                      # after /etc/rc, a shell on the console instead of halting
+    command: str | None = None               # one guest shell command after /etc/rc (`armboard boot -c`)
+    read_line: Callable[[], str] | None = None   # the console's input for the shell ("" at end of input)
+    swap: str | None = None                  # "SIZE[:ALLOCATOR]": a swap device beyond the profile's
 
 
 @dataclass
@@ -309,12 +314,14 @@ def _after_handover(result: BootResult, handoff: Handoff) -> BootResult:
     # Imported here: a boot that stops at the hand-over never pays for the Python kernel's modules.
     from kernel_sim.kern.diagnose import Diagnosis, diagnose_kmem, diagnose_kva_panic, diagnose_userland
     from kernel_sim.kern.panic import KernelPanic
-    from kernel_sim.kern.startup import mi_startup
+    from kernel_sim.kern.startup import Userland, mi_startup
 
+    req = prep.request
     try:
         startup = mi_startup(result.machine, handoff, prep.layout, prep.kernconf.ident or "GENERIC",
                              options=dict(prep.kernconf.options), env=prep.loader.env, kernconf=prep.kernconf,
-                             hints=hints_from_env(prep.loader.env, prep.loader.origin))
+                             hints=hints_from_env(prep.loader.env, prep.loader.origin),
+                             userland=Userland(req.shell, req.command, req.read_line))
     except KernelPanic as panic:
         result.machine.console.write_text(panic.console_line + "cpuid = 0\n")
         result.stage, result.message = "mi_startup", f"Boot failed in mi_startup: panic \"{panic.message}\"."

@@ -59,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     boot.add_argument("--stop-at", default="halt", help="handover, halt (default) or a guest kernel symbol")
     boot.add_argument("--mmu", default="unicorn", choices=("unicorn", "python"),
                       help="who answers the CPU's TLB fills (python: the MMU simulator)")
+    boot.add_argument("--shell", action="store_true",
+                      help="after /etc/rc, start a shell on the console (reads the terminal) instead of halting")
+    boot.add_argument("-c", dest="guest_command", metavar="CMD", help="run one guest shell command after /etc/rc")
+    boot.add_argument("--swap", metavar="SIZE[:ALLOCATOR]",
+                      help="give the board a swap device of SIZE (allocator sparse, malloc or zstd; default sparse)")
     boot.add_argument("--monitor", action="store_true", help="open the monitor prompt when the boot stops")
     boot.add_argument("-x", dest="monitor_commands", action="append", default=[], metavar="CMD",
                       help="monitor command to run when the boot stops (repeatable)")
@@ -119,7 +124,8 @@ def cmd_boot(args: argparse.Namespace) -> int:
             raise InputError(f"cannot write the console file: {exc.strerror}", str(args.console)) from None
     request = request_from_args(
         args, console=console_file if console_file else (None if args.json else sys.stdout.buffer),
-        timeout=args.timeout, stop_at=args.stop_at, mmu=args.mmu)
+        timeout=args.timeout, stop_at=args.stop_at, mmu=args.mmu, shell=args.shell, command=args.guest_command,
+        swap=args.swap, read_line=sys.stdin.readline if args.shell else None)
     try:
         prepared = boot_mod.prepare(request)
         result = boot_mod.run(prepared)

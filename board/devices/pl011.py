@@ -41,6 +41,14 @@ class Console:
             self.stream.write(data)
             self.stream.flush()
 
+    def write_tty(self, data: bytes) -> None:
+        """Output from guest processes through the tty: ONLCR turns each newline into CR LF."""
+        data = data.replace(b"\n", b"\r\n")
+        self.data += data
+        if self.stream is not None:
+            self.stream.write(data)
+            self.stream.flush()
+
     def flush(self) -> None:
         if self.stream is not None:
             self.stream.flush()

@@ -7,8 +7,11 @@ fails (M_NOWAIT) and md turns that into ENOSPC, so every malloc-backed md shares
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from kernel_sim.guest.abi import PAGE_SIZE
 from kernel_sim.kern.malloc import M_NOWAIT, Malloc
+from kernel_sim.kern.sysapi import O_RDONLY, O_RDWR, SysError
 
 
 class SectorZones:
@@ -42,3 +45,28 @@ class SectorZones:
         if self.used[zone][page] == 0:
             del self.zones[zone][page], self.used[zone][page]
             self.malloc.free(page)
+
+
+class GuestVnode:
+    """md(4)'s vnode backing over the guest VFS (what `mdconfig -t vnode -f /tmp/disk.img` opens) with the
+    kernel's credentials; the md driver expects OSError and os.stat_result's field names."""
+
+    def __init__(self, vfs, path: str, writable: bool) -> None:
+        self.vfs = vfs
+        try:
+            self.of = vfs.open(path, O_RDWR if writable else O_RDONLY)
+        except SysError as exc:
+            raise OSError(exc.errno, str(exc)) from None
+
+    def stat(self) -> SimpleNamespace:
+        st = self.vfs.getattr(self.of.vnode)
+        return SimpleNamespace(st_mode=st.mode, st_dev=st.dev, st_ino=st.ino, st_size=st.size)
+
+    def pread(self, length: int, offset: int) -> bytes:
+        return self.vfs.read(self.of, length, offset)
+
+    def pwrite(self, data: bytes, offset: int) -> None:
+        self.vfs.write(self.of, data, offset)
+
+    def close(self) -> None:
+        self.vfs.close(self.of)

@@ -9,6 +9,7 @@ kernel malloc under load. File systems do not exist yet: the kernel halts when i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from board.machine import Machine
@@ -60,6 +61,19 @@ class Startup:
     stress_bytes: int = 0
     stress_target: int = 0
     virtual_seconds: float = 0.0
+    kernel: object = None                # kernel_sim.kern.syscalls.Kernel, once init runs
+    clock: object = None                 # its VirtualClock
+    init_status: int | None = None       # /etc/rc's exit status (or the single-user shell's)
+    reboot_howto: int | None = None      # set when a process called reboot(2) (halt, poweroff)
+
+
+@dataclass(frozen=True)
+class Userland:
+    """What the boot asks of init beyond /etc/rc."""
+
+    shell: bool = False                       # a shell on the console after rc
+    command: str | None = None                # one command after rc (`armboard boot -c`)
+    read_line: Callable[[], str] | None = None   # console input ("" at its end)
 
 
 def _mb(n: int) -> int:
@@ -108,7 +122,7 @@ def _print_banner(out, machine: Machine, ident: str, s: Startup, handoff: Handof
 
 def mi_startup(machine: Machine, handoff: Handoff, layout: BootLayout, ident: str,
                options: dict[str, object] | None = None, env: dict[str, str] | None = None,
-               kernconf=None, hints=None) -> Startup:
+               kernconf=None, hints=None, userland: Userland | None = None) -> Startup:
     """Start the kernel; the result says whether it halted cleanly or how it failed."""
     options = options or {}
     env = env or {}
@@ -117,6 +131,7 @@ def mi_startup(machine: Machine, handoff: Handoff, layout: BootLayout, ident: st
     _print_banner(out, machine, ident, s, handoff)
     for m in layout.modules:
         out.write_text(f"preload: {m.type} \"{m.name}\" at 0x{m.va:08x}, {m.size} bytes\n")
+    _publish_identity(s.sysctl, ident)
     kmem_row = next((r for r in s.kva.rows if r.consumer == "kmem arena"), None)
     publish_boot_figures(s.sysctl, s.kmem, s.kva, s.pages.v_page_count * PAGE_SIZE, s.pages.v_page_count,
                          handoff.nkpt2pg, kmem_in_use=lambda: s.malloc.in_use if s.malloc else 0)
@@ -171,12 +186,82 @@ def mi_startup(machine: Machine, handoff: Handoff, layout: BootLayout, ident: st
         if s.kmem_failure is not None:
             return s
     if s.vfs is not None and "/" in s.vfs.mounts:
-        out.write_text("mi_startup: root is mounted read-only; init does not run /etc/rc yet, halting.\n")
+        _start_init(s, machine, env, userland or Userland())
     else:
         out.write_text("mi_startup: no root file system configured (vfs.root.mountfrom, ROOTDEVNAME or "
                        "MD_ROOT); init is done, halting.\n")
     out.write_text("The operating system has halted.\n")
     return s
+
+
+OSRELEASE = "12.0-ARMBOARD"      # the branch word says what this is: FreeBSD 12's interfaces, armboard's kernel
+OSRELDATE = 1200086             # sys/sys/param.h __FreeBSD_version of 12.0-RELEASE
+
+
+def _publish_identity(tree, ident: str) -> None:
+    """kern.ostype and friends (sys/kern/kern_mib.c), what uname(1) prints."""
+    tree.publish("kern.ostype", "string", "FreeBSD", description="Operating system type")
+    tree.publish("kern.osrelease", "string", OSRELEASE, description="Operating system release")
+    tree.publish("kern.osreldate", "int", OSRELDATE, description="Kernel release date")
+    tree.publish("kern.version", "string", f"{VERSION} #0: {ident}\n", description="Kernel version")
+    tree.publish("kern.ident", "string", ident, description="Kernel identifier")
+    tree.publish("kern.hostname", "string", "armboard", description="Hostname")
+    tree.publish("hw.machine", "string", "arm", description="Machine class")
+    tree.publish("hw.machine_arch", "string", "armv7", description="System architecture")
+
+
+class SystemHalt(Exception):
+    """reboot(2) from a process: unwinds init and its children to the kernel, which stops the board."""
+
+    def __init__(self, howto: int) -> None:
+        super().__init__(f"reboot howto 0x{howto:x}")
+        self.howto = howto
+
+
+def _start_init(s: Startup, machine: Machine, env: dict[str, str], userland: Userland) -> None:
+    """start_init: pid 1 runs init(8) from the root file system: /etc/rc, then what was asked."""
+    from kernel_sim.kern.syscalls import Syscalls, VirtualClock, make_kernel
+    from kernel_sim.userland.init import init_main
+
+    console = machine.console
+    read_line = userland.read_line
+
+    def console_read(size: int) -> bytes:
+        return (read_line() or "").encode()[:size] if read_line is not None else b""
+
+    def reboot(howto: int) -> None:
+        s.reboot_howto = howto
+        raise SystemHalt(howto)
+
+    s.clock = VirtualClock()
+    s.kernel = make_kernel(s.geom, pages=s.pages, malloc=s.malloc, sysctl=s.sysctl, kenv=env, procs=s.procs,
+                           clock=s.clock, printf=console.write_text, reboot=reboot, console_read=console_read,
+                           console_write=console.write_tty, vfs=s.vfs)
+    if s.geom is not None and getattr(s.geom, "md", None) is not None:
+        from kernel_sim.kern.md_glue import GuestVnode
+
+        vfs = s.kernel.vfs
+        s.geom.md.vnode_open = lambda path, writable: GuestVnode(vfs, path, writable)
+    single = env.get("boot_single", "NO").lower() in ("yes", "1")      # stand/defaults/loader.conf
+    try:
+        s.init_status = init_main(Syscalls.for_init(s.kernel), single_user=single, command=userland.command,
+                                  read_line=_lines(read_line) if (userland.shell or single) and read_line else None)
+    except SystemHalt as halt:
+        from kernel_sim.kern.sysapi import RB_POWEROFF
+
+        # sys/kern/kern_shutdown.c: shutdown_halt / shutdown_final
+        console.write_text(f"Uptime: {s.clock.now():.0f}s\n")
+        if halt.howto & RB_POWEROFF:
+            console.write_text("Powering off...\n")
+    s.outcome = "halted"
+
+
+def _lines(read_line: Callable[[], str]) -> Callable[[], str | None]:
+    """The console's input as init wants it: None at the end of input."""
+    def read() -> str | None:
+        line = read_line()
+        return line if line else None
+    return read
 
 
 def _kmem_stress(s: Startup, size: int, env: dict[str, str]) -> None:

@@ -49,7 +49,7 @@ def test_counts_after_boot_match_the_handover(physmem):
     assert h.physaddr == layout.ram_base
     assert pages.v_page_count == (ram_end - h.first_free_pa) // PAGE_SIZE
     assert pages.free_count == pages.v_page_count
-    full = run(prepare(BootRequest(console=None, physmem=f"{layout.ram_size >> 20}M")))
+    full = run(prepare(BootRequest(console=None, loader_conf=None, physmem=f"{layout.ram_size >> 20}M")))
     assert pages.v_page_count * PAGE_SIZE == full.memory.avail     # what the banner prints
     assert pages.free_ranges() == [(h.first_free_pa, ram_end)]
     # The kernel, its metadata and the boot page tables are not free.
