@@ -331,6 +331,15 @@ def _after_handover(result: BootResult, handoff: Handoff) -> BootResult:
     if startup.outcome == "halted":
         result.exit_code, result.status, result.stage = 0, "halted", "mi_startup"
         result.message = "The kernel halted cleanly."
+        init = startup.init
+        if init is not None and init.rc:
+            where = f" at line {init.rc_line}" if init.rc_line else ""
+            result.exit_code, result.status, result.stage = 1, "failed", "rc"
+            result.message = (f"/etc/rc exited with status {init.rc}{where}; the console shows the failing "
+                              "command and its error.")
+        elif init is not None and init.command:
+            result.exit_code, result.status, result.stage = 1, "failed", "command"
+            result.message = f"The command given with -c exited with status {init.command}."
         return result
     if startup.outcome == "panic" and startup.panic and startup.panic.startswith("mountroot"):
         tried = ", ".join(startup.root_specs)

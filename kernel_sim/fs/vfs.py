@@ -272,6 +272,7 @@ class VfsServices:
     swap_pages_free: Callable[[], int] = lambda: 0
     now: Callable[[], float] = lambda: 0.0
     tmpfs_tunables: TmpfsTunables | None = None
+    printf: Callable[[str], None] = lambda _s: None       # the kernel's console (file systems' complaints)
 
 
 FsFactory = Callable[["Vfs", dict[str, str], bool, Stat | None], FileSystem]
@@ -748,6 +749,8 @@ class Vfs:
             raise SysError(ENOENT, "the root file system is not mounted yet")
         fs_options = {k: v for k, v in options.items() if k not in _VFS_FLAG_OPTS}
         fs = factory(self, fs_options, readonly, covered_st)
+        if hasattr(fs, "mnton"):
+            fs.mnton = path
         m = Mount(fstype, fs.source, path, readonly, fs, covered, self._next_fsid,
                   nosuid="nosuid" in options, noexec="noexec" in options,
                   nosymfollow="nosymfollow" in options, noatime="noatime" in options,
@@ -852,7 +855,11 @@ _UFS_OPTS = {"acls", "async", "noatime", "noclusterr", "noclusterw", "noexec", "
              "fstype", "fspath", "snapshot", "userquota", "groupquota", "untrusted"}   # ffs_vfsops.c ffs_opts
 
 
-def _ufs_errno(exc: UfsError) -> SysError:
+def _ufs_errno(exc: UfsError, fs: UfsFs | None = None) -> SysError:
+    """The reader's error as the caller's errno. A damaged file system (EIO, EINTEGRITY) is also
+    reported on the console, as ffs does ("ufs_dirbad: ...", "bad block ..."), naming the mount."""
+    if fs is not None and exc.errno_name in ("EIO", "EINTEGRITY"):
+        fs.vfs.services.printf(f"UFS {fs.source} ({fs.mnton}): {exc.message}: error {exc.errno}\n")
     return SysError(exc.errno, exc.message)
 
 
@@ -889,6 +896,7 @@ class UfsFs(ReadOnlyFs):
         self.source = source
         self.reader = reader
         self.root_ino = 2                             # UFS_ROOTINO, sys/ufs/ufs/dinode.h
+        self.mnton = "?"                              # where it is mounted, for console messages
         self._dirs: dict[int, list[tuple[str, int]]] = {}
 
     def _entries(self, ino: int) -> list[tuple[str, int]]:
@@ -896,7 +904,7 @@ class UfsFs(ReadOnlyFs):
             try:
                 self._dirs[ino] = [(n, i) for n, i, _t in self.reader.readdir(ino)]
             except UfsError as exc:
-                raise _ufs_errno(exc) from None
+                raise _ufs_errno(exc, self) from None
         return self._dirs[ino]
 
     def lookup(self, dir_ino: int, name: str) -> int:
@@ -911,7 +919,7 @@ class UfsFs(ReadOnlyFs):
         try:
             st = self.reader.stat(ino)
         except UfsError as exc:
-            raise _ufs_errno(exc) from None
+            raise _ufs_errno(exc, self) from None
         return Stat(0, ino, st.mode, st.nlink, st.uid, st.gid, 0, st.size, st.blocks, self.reader.sb.bsize,
                     float(st.atime), float(st.mtime), float(st.ctime))
 
@@ -922,13 +930,13 @@ class UfsFs(ReadOnlyFs):
         try:
             return self.reader.readlink(ino)
         except UfsError as exc:
-            raise _ufs_errno(exc) from None
+            raise _ufs_errno(exc, self) from None
 
     def read(self, ino: int, offset: int, size: int) -> bytes:
         try:
             return self.reader.read(ino, offset, size)
         except UfsError as exc:
-            raise _ufs_errno(exc) from None
+            raise _ufs_errno(exc, self) from None
         except GeomError as exc:
             raise SysError(exc.errno, str(exc)) from None
 

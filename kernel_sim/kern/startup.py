@@ -63,7 +63,7 @@ class Startup:
     virtual_seconds: float = 0.0
     kernel: object = None                # kernel_sim.kern.syscalls.Kernel, once init runs
     clock: object = None                 # its VirtualClock
-    init_status: int | None = None       # /etc/rc's exit status (or the single-user shell's)
+    init: object = None                  # kernel_sim.userland.init.InitReport: rc's and the command's status
     reboot_howto: int | None = None      # set when a process called reboot(2) (halt, poweroff)
 
 
@@ -221,7 +221,7 @@ class SystemHalt(Exception):
 def _start_init(s: Startup, machine: Machine, env: dict[str, str], userland: Userland) -> None:
     """start_init: pid 1 runs init(8) from the root file system: /etc/rc, then what was asked."""
     from kernel_sim.kern.syscalls import Syscalls, VirtualClock, make_kernel
-    from kernel_sim.userland.init import init_main
+    from kernel_sim.userland.init import InitReport, init_main
 
     console = machine.console
     read_line = userland.read_line
@@ -243,9 +243,10 @@ def _start_init(s: Startup, machine: Machine, env: dict[str, str], userland: Use
         vfs = s.kernel.vfs
         s.geom.md.vnode_open = lambda path, writable: GuestVnode(vfs, path, writable)
     single = env.get("boot_single", "NO").lower() in ("yes", "1")      # stand/defaults/loader.conf
+    s.init = InitReport()
     try:
-        s.init_status = init_main(Syscalls.for_init(s.kernel), single_user=single, command=userland.command,
-                                  read_line=_lines(read_line) if (userland.shell or single) and read_line else None)
+        init_main(Syscalls.for_init(s.kernel), single_user=single, command=userland.command,
+                  read_line=_lines(read_line) if (userland.shell or single) and read_line else None, report=s.init)
     except SystemHalt as halt:
         from kernel_sim.kern.sysapi import RB_POWEROFF
 

@@ -426,7 +426,7 @@ def make_kernel(mesh: Mesh, *, pages=None, malloc=None, kmem=None, sysctl: Sysct
     if kmem is None and malloc is not None:
         kmem = MallocCharges(malloc)
     tunables = TmpfsTunables.at_init(pages, swap_pages_free) if pages is not None else None
-    services = VfsServices(pages, kmem, swap_pages_free, clock.now, tunables)
+    services = VfsServices(pages, kmem, swap_pages_free, clock.now, tunables, printf)
     if vfs is None:
         vfs = Vfs(mesh, services, Devfs(mesh, console_read=console_read, console_write=console_write, now=clock.now))
     else:

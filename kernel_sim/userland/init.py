@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from kernel_sim.kern.sysapi import Sys, SysError, strerror
 from kernel_sim.userland.sh import Shell, read_file
@@ -26,9 +27,18 @@ SHELL = "/bin/sh"
 _PATH_CONSOLE = "/dev/console"
 
 
+@dataclass
+class InitReport:
+    """What the kernel wants to know after init: each stage's exit status (None: it did not run)."""
+
+    rc: int | None = None
+    rc_line: int | None = None            # where rc stopped, when it failed
+    command: int | None = None
+
+
 def init_main(sys: Sys, *, single_user: bool = False, command: str | None = None,
               read_line: Callable[[], str | None] | None = None,
-              write_console: Callable[[str], None] | None = None) -> int:
+              write_console: Callable[[str], None] | None = None, report: InitReport | None = None) -> int:
     """Run the boot's userland as init (pid 1) with `sys`; the result is rc's exit status (or the
     single-user shell's). `read_line` gives console input lines (None at the end); `write_console`,
     when given, takes init's own messages (else they go to init's standard error, the console)."""
@@ -40,12 +50,13 @@ def init_main(sys: Sys, *, single_user: bool = False, command: str | None = None
         with contextlib.suppress(SysError):
             sys.write(2, text.encode("utf-8", "surrogateescape"))
 
+    report = report if report is not None else InitReport()
     if single_user:
         status = _single_user(sys, read_line, say)
     else:
-        status = _runcom(sys, say)
+        status = report.rc = _runcom(sys, say, report)
     if command is not None:
-        _run_command(sys, command, say)
+        report.command = _run_command(sys, command, say)
     if read_line is not None and not single_user:
         if status:
             say("Enter full pathname of shell or RETURN for /bin/sh: ")
@@ -59,7 +70,7 @@ def init_main(sys: Sys, *, single_user: bool = False, command: str | None = None
     return status
 
 
-def _runcom(sys: Sys, say: Callable[[str], None]) -> int:
+def _runcom(sys: Sys, say: Callable[[str], None], report: InitReport) -> int:
     """runcom(): fork, then `sh /etc/rc autoboot` in the child; the child's status."""
     try:
         child = sys.spawn_kstack("sh")
@@ -85,12 +96,13 @@ def _runcom(sys: Sys, say: Callable[[str], None]) -> int:
                 and shell.errexit:
             say(f"{RC}: {stop.line}: {stop.what}: exit status {status} (set -e)\n")
         where = f" at line {stop.line}" if stop is not None else ""
+        report.rc_line = stop.line if stop is not None else None
         say(f"init: {RC} exited with status {status}{where}\n")
     return status
 
 
 def _run_command(sys: Sys, command: str, say: Callable[[str], None]) -> int:
-    """The boot's extra command (`armboard boot --run CMD`): `sh -c CMD` on the console."""
+    """The boot's extra command (`armboard boot -c CMD`): `sh -c CMD` on the console."""
     try:
         child = sys.spawn_kstack("sh")
     except SysError as exc:

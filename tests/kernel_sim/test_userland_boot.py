@@ -1,0 +1,132 @@
+"""Whole boots into the userland: the default root runs /etc/rc; makefs images read back through the
+guest's own commands; rc failures and -c commands decide the exit status."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from kernel_sim.boot import DEFAULT_LOADER_CONF
+from kernel_sim.kern.sysapi import O_RDONLY
+
+MAKEFS = shutil.which("makefs")
+needs_makefs = pytest.mark.skipif(MAKEFS is None, reason="makefs is not installed (.ci/run installs it)")
+BIG = 5 * 1024 * 1024 + 333          # past the double-indirect threshold of both versions with 4 KiB blocks
+RC = "mount -t tmpfs -o size=32m tmpfs /tmp\necho rc done\n"
+
+
+def console(result) -> str:
+    return result.console.decode("utf-8", "replace").replace("\r\n", "\n")
+
+
+def guest_read(result, path: str) -> bytes:
+    """A file as the booted kernel's VFS gives it (what the guest's commands wrote)."""
+    vfs = result.startup.kernel.vfs
+    of = vfs.open(path, O_RDONLY)
+    try:
+        return vfs.read(of, 1 << 30, 0)
+    finally:
+        vfs.close(of)
+
+
+def test_the_default_boot_runs_rc_to_the_end_and_exits_0(boot):
+    result = boot(loader_conf=DEFAULT_LOADER_CONF)
+    text = console(result)
+    assert result.exit_code == 0 and result.status == "halted", result.message
+    assert result.startup.init.rc == 0
+    assert "Trying to mount root from ufs:/dev/md0 [ro]..." in text
+    assert "/tmp/hello is there" in text and "rc.local: site additions" in text
+    assert "md9\tmalloc\t 4096K" in text                 # rc's mdconfig -l -v, before it detaches md9
+    assert text.rstrip().endswith("sysctl vm.kmem_size, geom list, ls -l /dev.\nThe operating system has halted.")
+    mounts = {m.path: m.fstype for m in result.startup.kernel.vfs.mount_list}
+    assert mounts == {"/": "ufs", "/dev": "devfs", "/tmp": "tmpfs"}
+    assert 9 not in result.startup.geom.md.units          # rc detached its md
+
+
+def test_a_command_runs_after_rc_and_its_status_is_the_exit_status(boot):
+    ok = boot(loader_conf=DEFAULT_LOADER_CONF, command="echo from-the-command; sysctl -n kern.ostype")
+    assert ok.exit_code == 0 and "from-the-command\nFreeBSD\n" in console(ok)
+    failed = boot(loader_conf=DEFAULT_LOADER_CONF, command="cat /nope")
+    assert failed.exit_code == 1 and failed.stage == "command"
+    assert "cat: /nope: No such file or directory" in console(failed)
+
+
+def test_halt_from_the_command_stops_the_board_at_once(boot):
+    result = boot(loader_conf=DEFAULT_LOADER_CONF, command="halt; echo never")
+    text = console(result)
+    assert result.exit_code == 0 and "never" not in text
+    assert text.rstrip().endswith("The operating system has halted.")
+
+
+def test_single_user_boot_reads_the_console(boot, loader_conf):
+    lines = iter(["\n", "echo single; exit 0\n"])
+    result = boot(loader_conf=loader_conf(DEFAULT_LOADER_CONF.read_text().replace(
+        'mfsroot_name="rootfs.img"', f'mfsroot_name="{DEFAULT_LOADER_CONF.parent / "rootfs.img"}"')
+        + 'boot_single="YES"\n'), read_line=lambda: next(lines, ""))
+    text = console(result)
+    assert "Enter full pathname of shell or RETURN for /bin/sh: " in text
+    assert "single" in text and "Mounting tmpfs" not in text         # single user: no rc
+    assert result.exit_code == 0
+
+
+def _tree(root: Path, rc: str) -> dict[str, bytes]:
+    rng = random.Random(5)
+    files = {f"/many/f{i:03d}": rng.randbytes(rng.randrange(0, 5000)) for i in range(120)}
+    files["/big"] = rng.randbytes(BIG)
+    deep = "/" + "/".join(f"d{i}" for i in range(10))
+    files[deep + "/bottom"] = b"at the bottom\n"
+    files["/etc/rc"] = rc.encode()
+    for path, data in files.items():
+        (root / path[1:]).parent.mkdir(parents=True, exist_ok=True)
+        (root / path[1:]).write_bytes(data)
+    (root / "tmp").mkdir()
+    (root / "dev").mkdir()
+    os.symlink("many/f007", root / "short")
+    os.symlink("./" * 80 + "many/f009", root / "long")       # longer than the inode's inline space
+    os.symlink(deep + "/bottom", root / "deeplink")
+    return files
+
+
+@needs_makefs
+@pytest.mark.interop
+@pytest.mark.parametrize("version", [1, 2])
+def test_makefs_images_read_back_byte_identical_through_the_guests_commands(boot, tmp_path, version):
+    root = tmp_path / "tree"
+    files = _tree(root, RC)
+    image = tmp_path / "root.img"
+    subprocess.run([MAKEFS, "-t", "ffs", "-o", f"version={version},bsize=4096,fsize=512", "-s", "12m",
+                    str(image), str(root)], check=True, capture_output=True)
+    command = ("cat /big > /tmp/big && cat /long > /tmp/long && cat /deeplink && cat /short > /tmp/short && "
+               "sha256 /big /many/f100")
+    result = boot(mfsroot=image, physmem="256M", command=command, loader_conf=None,
+                  tunables=[("vfs.root.mountfrom", "ufs:/dev/md0")])
+    text = console(result)
+    assert result.exit_code == 0, result.message + text[-2000:]
+    assert guest_read(result, "/tmp/big") == files["/big"]
+    assert guest_read(result, "/tmp/long") == files["/many/f009"]
+    assert guest_read(result, "/tmp/short") == files["/many/f007"]
+    assert "at the bottom\n" in text
+    assert f"SHA256 (/big) = {hashlib.sha256(files['/big']).hexdigest()}" in text
+    assert f"SHA256 (/many/f100) = {hashlib.sha256(files['/many/f100']).hexdigest()}" in text
+    for path, data in files.items():                        # and every file through the VFS itself
+        assert guest_read(result, path) == data, path
+
+
+@needs_makefs
+@pytest.mark.interop
+def test_an_rc_error_stops_rc_with_its_line_and_fails_the_boot(boot, tmp_path):
+    root = tmp_path / "tree"
+    _tree(root, "set -e\necho one\ncat /missing\necho two\n")
+    image = tmp_path / "root.img"
+    subprocess.run([MAKEFS, "-t", "ffs", "-s", "12m", str(image), str(root)], check=True, capture_output=True)
+    result = boot(mfsroot=image, loader_conf=None, tunables=[("vfs.root.mountfrom", "ufs:/dev/md0")])
+    text = console(result)
+    assert "one\ncat: /missing: No such file or directory\n" in text and "two" not in text
+    assert "init: /etc/rc exited with status 1 at line 3" in text
+    assert result.exit_code == 1 and result.stage == "rc" and "line 3" in result.message
