@@ -404,6 +404,18 @@ class UfsMount:
         """
         if lbn < UFS_NDADDR:
             return node.db[lbn]
+        leaf = self._bmap_leaf(node, lbn)
+        if leaf is None:
+            return 0
+        ptrs, idx, path = leaf
+        fsb = ptrs[idx]
+        if fsb in path:
+            raise _integrity(f"inode {node.stat.ino}: data block {fsb} is its own indirect block")
+        return fsb
+
+    def _bmap_leaf(self, node: _Inode, lbn: int) -> tuple[tuple[int, ...], int, list[int]] | None:
+        """The last-level indirect block's pointers holding lbn, lbn's index in them and the indirect
+        blocks walked; None when an indirect pointer on the way is a hole."""
         rel = lbn - UFS_NDADDR
         for level in range(UFS_NIADDR):
             span = self._span[level + 1]
@@ -413,22 +425,45 @@ class UfsMount:
         else:
             raise _integrity(f"inode {node.stat.ino}: logical block {lbn} beyond triple indirect")
         fsb = node.ib[level]
-        path = []
+        path: list[int] = []
         while True:
             if fsb == 0:
-                return 0
+                return None
             if fsb in path:
                 raise _integrity(f"inode {node.stat.ino}: indirect block {fsb} refers to itself")
             path.append(fsb)
             ptrs = self._indirect(fsb)
             span = self._span[level]
+            if level == 0:
+                return ptrs, rel, path
             fsb = ptrs[rel // span]
             rel %= span
-            if level == 0:
-                if fsb in path:
-                    raise _integrity(f"inode {node.stat.ino}: data block {fsb} is its own indirect block")
-                return fsb
             level -= 1
+
+    def _bmap_run(self, node: _Inode, lbn: int, count: int) -> list[int]:
+        """bmap of lbn .. lbn+count-1. Why: a large read maps hundreds of blocks; those under one
+        last-level indirect block come from one slice of its pointers instead of a walk each."""
+        out: list[int] = []
+        while count > 0:
+            if lbn < UFS_NDADDR:
+                n = min(count, UFS_NDADDR - lbn)
+                out += node.db[lbn:lbn + n]
+            else:
+                leaf = self._bmap_leaf(node, lbn)
+                if leaf is None:
+                    n = 1
+                    out.append(0)
+                else:
+                    ptrs, idx, path = leaf
+                    n = min(count, len(ptrs) - idx)
+                    run = ptrs[idx:idx + n]
+                    for fsb in path:
+                        if fsb in run:
+                            raise _integrity(f"inode {node.stat.ino}: data block {fsb} is its own indirect block")
+                    out += run
+            lbn += n
+            count -= n
+        return out
 
     # --- file data ------------------------------------------------------------------------------
 
@@ -449,11 +484,18 @@ class UfsMount:
         run_start = -1  # byte address of the pending contiguous physical run
         run_len = 0
         pos = offset
+        first = offset >> bshift
+        fsbs = self._bmap_run(node, first, ((end - 1) >> bshift) - first + 1)
+        if len(fsbs) == 1 and fsbs[0] and (offset & (bsize - 1)) + (end - offset) <= bsize:
+            fsb = fsbs[0]                                     # the common small read: one block
+            boff = offset & (bsize - 1)
+            self._check_frags(fsb, -(-(boff + end - offset) // fsize), f"inode {node.stat.ino} block {first}")
+            return self._read_bytes(fsb * fsize + boff, end - offset)
         while pos < end:
             lbn = pos >> bshift
             boff = pos & (bsize - 1)
             n = min(bsize - boff, end - pos)
-            fsb = self.bmap(node, lbn)
+            fsb = fsbs[lbn - first]
             if fsb == 0:
                 if run_len:
                     out += self._read_bytes(run_start, run_len)
@@ -472,6 +514,8 @@ class UfsMount:
                     run_start, run_len = addr, n
             pos += n
         if run_len:
+            if not out:
+                return self._read_bytes(run_start, run_len)   # one contiguous run: no second copy
             out += self._read_bytes(run_start, run_len)
         return bytes(out)
 

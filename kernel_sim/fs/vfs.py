@@ -252,6 +252,7 @@ class OpenFile:
     offset: int = 0
     refs: int = 1
     dead: bool = False               # its mount was forcibly unmounted (deadfs)
+    is_dir: bool = False             # fixed at open: a vnode's type never changes
 
     @property
     def readable(self) -> bool:
@@ -603,7 +604,7 @@ class Vfs:
             device = vp.mount.fs.open_device(vp.ino, flags, caller)
         elif flags & O_TRUNC and kind == S_IFREG and st.size:
             vp.mount.fs.truncate(vp.ino, 0)
-        of = OpenFile(vp, flags, device)
+        of = OpenFile(vp, flags, device, is_dir=kind == S_IFDIR)
         vp.mount.opencount += 1
         self.open_files.add(of)
         return of
@@ -641,8 +642,7 @@ class Vfs:
         if of.device is not None:
             data = of.device.read(pos, size)
         else:
-            kind = self.getattr(vp).mode & S_IFMT
-            if kind == S_IFDIR:
+            if of.is_dir:
                 raise SysError(EISDIR)
             data = vp.mount.fs.read(vp.ino, pos, size)
         if offset is None:
