@@ -61,29 +61,29 @@ class SwapSpec:
 
 
 def swap_spec(size: object, allocator: object = "sparse", options: dict[str, object] | None = None, *,
-              where: str = "swap") -> SwapSpec:
-    """Check a swap device's size, allocator and options; ProfileError names `where` and the key."""
+              where: str = "swap:") -> SwapSpec:
+    """Check a swap device's size, allocator and options; ProfileError starts with `where`, then the key."""
     from .storage import SizeError, parse_size
 
     if isinstance(size, bool) or not isinstance(size, int | str):
-        raise ProfileError(f"{where}: size: expected bytes or a size such as \"512m\", got {size!r}")
+        raise ProfileError(f"{where} size: expected bytes or a size such as \"512m\", got {size!r}")
     try:
         nbytes = parse_size(size)
     except SizeError as exc:
-        raise ProfileError(f"{where}: size: {exc.message}") from None
+        raise ProfileError(f"{where} size: {exc.message}") from None
     if nbytes < SWAP_MIN_SIZE:
-        raise ProfileError(f"{where}: size: {size!r} is smaller than the {SWAP_MIN_SIZE} bytes a swap device "
+        raise ProfileError(f"{where} size: {size!r} is smaller than the {SWAP_MIN_SIZE} bytes a swap device "
                            "needs (the kernel keeps its first two pages for a label)")
     if not isinstance(allocator, str) or allocator not in SWAP_ALLOCATORS:
-        raise ProfileError(f"{where}: allocator: unknown allocator {allocator!r} "
+        raise ProfileError(f"{where} allocator: unknown allocator {allocator!r} "
                            f"(expected one of {', '.join(SWAP_ALLOCATORS)})")
     checked: list[tuple[str, Any]] = []
     for key, value in (options or {}).items():
         if key not in SWAP_OPTIONS:
-            raise ProfileError(f"{where}: {key}: unknown option (known: size, allocator, "
+            raise ProfileError(f"{where} {key}: unknown option (known: size, allocator, "
                                f"{', '.join(f'{k} for {a}' for k, a in SWAP_OPTIONS.items())})")
         if SWAP_OPTIONS[key] != allocator:
-            raise ProfileError(f"{where}: {key}: only allocator={SWAP_OPTIONS[key]} takes {key}, "
+            raise ProfileError(f"{where} {key}: only allocator={SWAP_OPTIONS[key]} takes {key}, "
                                f"not allocator={allocator}")
         checked.append((key, _swap_option(key, value, where)))
     return SwapSpec(nbytes, allocator, tuple(checked))
@@ -95,7 +95,7 @@ def _swap_option(key: str, value: object, where: str) -> Any:
             return value
         if isinstance(value, str) and value.lower() in ("true", "false"):
             return value.lower() == "true"
-        raise ProfileError(f"{where}: mlock: expected true or false, got {value!r}")
+        raise ProfileError(f"{where} mlock: expected true or false, got {value!r}")
     level = value
     if isinstance(value, str):
         try:
@@ -103,7 +103,7 @@ def _swap_option(key: str, value: object, where: str) -> Any:
         except ValueError:
             level = value
     if isinstance(level, bool) or not isinstance(level, int) or level not in ZSTD_LEVELS:
-        raise ProfileError(f"{where}: level: expected a zstd level from {ZSTD_LEVELS.start} to "
+        raise ProfileError(f"{where} level: expected a zstd level from {ZSTD_LEVELS.start} to "
                            f"{ZSTD_LEVELS.stop - 1}, got {value!r}")
     return level
 
@@ -116,10 +116,10 @@ def parse_swap_spec(text: str, *, where: str = "--swap") -> SwapSpec:
     for pair in pairs:
         key, eq, value = pair.partition("=")
         if not eq or not key:
-            raise ProfileError(f"{where}: {pair!r}: expected KEY=VALUE after the allocator "
+            raise ProfileError(f"{where} {text!r}: {pair!r}: expected KEY=VALUE after the allocator "
                                "(e.g. 64m:malloc,mlock=true)")
         options[key.strip()] = value.strip()
-    return swap_spec(size.strip(), allocator.strip() or "sparse", options, where=f"{where} {text!r}")
+    return swap_spec(size.strip(), allocator.strip() or "sparse", options, where=f"{where} {text!r}:")
 
 
 def _profile_swap(data: dict, path: Path) -> SwapSpec | None:
