@@ -53,6 +53,10 @@ NSWAP_HIWAT = 512
 # (sys/vm/swap_pager.h): at most 16 pages per swap write. It is also vm.dmmax, which libkvm's
 # kvm_getswapinfo subtracts from each device's size (lib/libkvm/kvm_swap.c).
 NSW_CLUSTER_MAX = 16
+# sys/vm/vm_swap.c swaponsomething: "If we go beyond this, we get overflows in the radix tree bitmap
+# code": mblocks = 0x40000000 / BLIST_META_RADIX, with BLIST_META_RADIX 16 (sys/sys/blist.h, 12.x),
+# i.e. 256 GiB of 4 KiB blocks per device; a larger device is cut down with a warning.
+SWAP_MAX_BLOCKS = 0x40000000 // 16
 _FREE, _USED, _LABEL = 0, 1, 2
 ZERO_PAGE = bytes(PAGE_SIZE)
 
@@ -77,6 +81,8 @@ class SwapDevice:
             raise ValueError(f"swap device {name}: {store.size} bytes is too small: the first "
                              f"{SWAP_LABEL_BLOCKS} pages are kept for a label, so at least "
                              f"{(SWAP_LABEL_BLOCKS + 1) * PAGE_SIZE} bytes are needed")
+        self.reduced = nblks > SWAP_MAX_BLOCKS
+        nblks = min(nblks, SWAP_MAX_BLOCKS)
         self.store = store
         self.name = name
         self.nblks = nblks
@@ -131,6 +137,9 @@ class SwapPager:
 
     def swapon(self, device: SwapDevice) -> None:
         """Add a device; one uncovered block separates devices so no run spans two (vm_swap.c)."""
+        if device.reduced:
+            self.printf(f"WARNING: reducing swap size to maximum of {SWAP_MAX_BLOCKS // 1024 // 1024 * PAGE_SIZE}MB "
+                        "per unit\n")
         device.first = max((d.first + d.nblks + 1 for d in self.devices), default=0)
         self.devices.append(device)
         self._sizecheck()

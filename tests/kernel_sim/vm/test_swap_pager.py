@@ -63,6 +63,14 @@ def test_device_keeps_the_label_blocks_and_counts_what_it_hands_out():
         pager.free_blocks([0])                                        # a label block is not in use
 
 
+def test_a_device_past_the_blist_limit_is_cut_to_256_gib():
+    said: list[str] = []
+    pager = SwapPager(said.append)
+    pager.swapon(SwapDevice(open_allocator("sparse", 1 << 40)))       # sparse: costs nothing
+    assert pager.swap_total * PS == 256 << 30
+    assert said == ["WARNING: reducing swap size to maximum of 262144MB per unit\n"]
+
+
 def test_device_too_small_for_its_label():
     with pytest.raises(ValueError, match="at least 12288 bytes"):
         SwapDevice(open_allocator("sparse", 2 * PS))
