@@ -370,18 +370,17 @@ def _coalesced_write(phys: GuestMemory, writes: list[tuple[int, bytes | bytearra
         i = j
 
 
-def _coalesced_read(phys: GuestMemory, pas: list[int]) -> list[bytes]:
-    """The pages at `pas`, one phys.read per physically contiguous run."""
-    out: list[bytes] = []
+def _joined_read(phys: GuestMemory, pas: list[int]) -> bytes:
+    """The pages at `pas` back to back, one phys.read per physically contiguous run."""
+    runs: list[bytes] = []
     i = 0
     while i < len(pas):
         j = i + 1
         while j < len(pas) and pas[j] == pas[j - 1] + PAGE_SIZE:
             j += 1
-        data = phys.read(pas[i], (j - i) * PAGE_SIZE)
-        out.extend(data[k * PAGE_SIZE:(k + 1) * PAGE_SIZE] for k in range(j - i))
+        runs.append(phys.read(pas[i], (j - i) * PAGE_SIZE))
         i = j
-    return out
+    return runs[0] if len(runs) == 1 else b"".join(runs)
 
 
 class SwapObject:
@@ -467,7 +466,7 @@ class SwapObject:
         return bytes(out)
 
     def _read_chunk(self, lo: int, hi: int, offset: int, end: int, out: bytearray) -> None:
-        resident, swblk = self.resident, self.swblk
+        resident, swblk, phys = self.resident, self.swblk, self.vm.phys
         if len(resident) + len(swblk) < hi - lo:
             idx = sorted({i for i in (*resident, *swblk) if lo <= i < hi})
         else:
@@ -475,43 +474,46 @@ class SwapObject:
         if not idx:
             return
         pagein = [i for i in idx if i not in resident]
+        res = [i for i in idx if i in resident]
         if pagein:
-            self.busy.update(i for i in idx if i in resident)
+            self.busy.update(res)
             try:
-                self._pagein(pagein)
+                for i, data in zip(pagein, self._pagein(pagein), strict=True):
+                    base = i * PAGE_SIZE
+                    a, b = max(offset, base), min(end, base + PAGE_SIZE)
+                    out[a - offset:b - offset] = data[a - base:b - base]
             finally:
                 self.busy.clear()
-        pages: dict[int, bytes] = {}
-        res = [i for i in idx if i in resident]
-        for i, data in zip(res, _coalesced_read(self.vm.phys, [resident[i] for i in res]), strict=True):
-            pages[i] = data
-            self.vm.page_touched(self, i)
-        direct = [i for i in idx if i not in resident]
-        if direct:                                # no page could be had: read the swap blocks themselves
-            assert self.vm.pager is not None
-            for i, data in zip(direct, self.vm.pager.read_pages([swblk[i] for i in direct]), strict=True):
-                pages[i] = data
-            self.vm.pager.v_swappgsin += len(direct)
-        for i, data in pages.items():
-            base = i * PAGE_SIZE
-            a, b = max(offset, base), min(end, base + PAGE_SIZE)
-            out[a - offset:b - offset] = data[a - base:b - base]
+        # Resident pages: one guest-memory read per run of consecutive pages at consecutive addresses.
+        k = 0
+        while k < len(res):
+            j = k + 1
+            while j < len(res) and res[j] == res[j - 1] + 1 and resident[res[j]] == resident[res[j - 1]] + PAGE_SIZE:
+                j += 1
+            base = res[k] * PAGE_SIZE
+            a, b = max(offset, base), min(end, (res[j - 1] + 1) * PAGE_SIZE)
+            pa = resident[res[k]] + (a - base)
+            out[a - offset:b - offset] = phys.read(pa, b - a)
+            for i in res[k:j]:
+                self.vm.page_touched(self, i)
+            k = j
 
-    def _pagein(self, pindexes: list[int]) -> None:
-        """swap_pager_getpages: pages for `pindexes`, filled from their blocks, which they keep (clean).
-        Leaves them paged out when no page can be had."""
-        try:
-            pas = self.vm.page_alloc(len(pindexes))
-        except VmNoMemory:
-            return
+    def _pagein(self, pindexes: list[int]) -> list[bytes]:
+        """swap_pager_getpages: the pages' bytes from their blocks, and pages for them that keep the
+        blocks (clean). When no page can be had they stay paged out (the bytes are still returned)."""
         pager = self.vm.pager
         assert pager is not None
         datas = pager.read_pages([self.swblk[i] for i in pindexes])
+        pager.v_swappgsin += len(pindexes)
+        pager.v_swapin += 1
+        try:
+            pas = self.vm.page_alloc(len(pindexes))
+        except VmNoMemory:
+            return datas
         _coalesced_write(self.vm.phys, list(zip(pas, datas, strict=True)))
         for i, pa in zip(pindexes, pas, strict=True):
             self._insert(i, pa)
-        pager.v_swappgsin += len(pindexes)
-        pager.v_swapin += 1
+        return datas
 
     # -- write ----------------------------------------------------------------------------------------
     def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
@@ -591,17 +593,26 @@ class SwapObject:
             for i, pa in zip(missing, pas, strict=True):
                 fresh.setdefault(i, None)
                 self._insert(i, pa)
-        writes: list[tuple[int, bytes | bytearray | memoryview]] = []
+        # Straight from `view` in runs of consecutive guest addresses; a new page the write covers
+        # only in part is composed whole first (its other bytes from swap, or zeros), never garbage.
+        phys = vm.phys
+        run_pa, run_a, run_b = -1, 0, 0
         for i in range(lo, hi):
             pa, base = resident[i], i * PAGE_SIZE
             a, b = max(offset, base), min(end, base + PAGE_SIZE)
             if i in fresh and (a != base or b != base + PAGE_SIZE):
-                page = bytearray(fresh[i] or ZERO_PAGE)       # a new page is all written, never garbage
+                page = bytearray(fresh[i] or ZERO_PAGE)
                 page[a - base:b - base] = view[a - offset:b - offset]
-                writes.append((pa, page))
-            else:
-                writes.append((pa + a - base, view[a - offset:b - offset]))
-        _coalesced_write(vm.phys, writes)
+                phys.write(pa, page)
+                continue
+            if run_pa >= 0 and pa + a - base == run_pa + run_b - run_a and a == run_b:
+                run_b = b
+                continue
+            if run_pa >= 0:
+                phys.write(run_pa, view[run_a - offset:run_b - offset])
+            run_pa, run_a, run_b = pa + a - base, a, b
+        if run_pa >= 0:
+            phys.write(run_pa, view[run_a - offset:run_b - offset])
         freed = [blk for i in range(lo, hi) if (blk := self._unswap(i)) is not None]
         self._free_blocks(freed)
         for i in range(lo, hi):
@@ -731,7 +742,7 @@ class SwapObject:
             if blk is None:
                 break                                        # swap is full: the rest stay dirty
             run = idx[pos:pos + n]
-            data = b"".join(_coalesced_read(self.vm.phys, [self.resident[i] for i in run]))
+            data = _joined_read(self.vm.phys, [self.resident[i] for i in run])
             pager.write(blk, data)                           # the bytes are in the store first
             for k, i in enumerate(run):
                 self._set_blk(i, blk + k)
