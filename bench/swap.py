@@ -9,8 +9,8 @@ slicing into and out of a preallocated bytearray (a plain memory copy, the limit
   time ratio of bench.common.report);
 * memory the store holds after the write: the allocator's own accounting (`resident_bytes`: data
   pages and table directories) against the copy's size; and the growth of this process's resident
-  set (/proc/self/statm) from before the store was made to the end of the write, against the same
-  for the copy (host allocator reuse makes this the rougher figure).
+  set (/proc/self/statm) from before the store was made (after malloc_trim) to the end of the write,
+  against the same for the copy (the rougher figure: it includes the allocator's own overheads).
 
 Usage: python bench/swap.py [--size MiB] [--pairs N] [--allocators sparse,malloc,zstd]
 """
@@ -18,6 +18,9 @@ Usage: python bench/swap.py [--size MiB] [--pairs N] [--allocators sparse,malloc
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
+import ctypes.util
 import gc
 import os
 import statistics
@@ -50,11 +53,18 @@ def rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def settle() -> None:
+    """Free what earlier rounds left and hand it back to the OS, so RSS growth is this round's."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):   # not glibc: the figure is only rougher
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+
+
 def through_store(kind: str, data: bytes) -> tuple[float, float, int, int]:
     """(write s, read s, resident_bytes, RSS growth) for one fresh store."""
     from board.storage import open_allocator
 
-    gc.collect()
+    settle()
     base = rss()
     store = open_allocator(kind, len(data))
     view = memoryview(data)
@@ -73,7 +83,7 @@ def through_store(kind: str, data: bytes) -> tuple[float, float, int, int]:
 
 
 def through_copy(data: bytes) -> tuple[float, float, int, int]:
-    gc.collect()
+    settle()
     base = rss()
     buf = bytearray(len(data))
     view, src = memoryview(buf), memoryview(data)
