@@ -458,21 +458,21 @@ class SwapObject:
             return bytes(out)
         end = offset + length
         first, last = offset // PAGE_SIZE, (end - 1) // PAGE_SIZE
-        i = first
-        while i <= last:
-            hi = min(last + 1, i + 256)
-            self._read_chunk(i, hi, offset, end, out)
-            i = hi
+        resident, swblk = self.resident, self.swblk
+        if len(resident) + len(swblk) < last - first + 1:      # mostly holes: visit only what exists
+            present = sorted({i for i in (*resident, *swblk) if first <= i <= last})
+            for k in range(0, len(present), 256):
+                self._read_pages(present[k:k + 256], offset, end, out)
+        else:
+            for lo in range(first, last + 1, 256):
+                idx = [i for i in range(lo, min(lo + 256, last + 1)) if i in resident or i in swblk]
+                if idx:
+                    self._read_pages(idx, offset, end, out)
         return bytes(out)
 
-    def _read_chunk(self, lo: int, hi: int, offset: int, end: int, out: bytearray) -> None:
-        resident, swblk, phys = self.resident, self.swblk, self.vm.phys
-        if len(resident) + len(swblk) < hi - lo:
-            idx = sorted({i for i in (*resident, *swblk) if lo <= i < hi})
-        else:
-            idx = [i for i in range(lo, hi) if i in resident or i in swblk]
-        if not idx:
-            return
+    def _read_pages(self, idx: list[int], offset: int, end: int, out: bytearray) -> None:
+        """Copy pages `idx` (ascending, all resident or paged out) into `out`, paging in as needed."""
+        resident, phys = self.resident, self.vm.phys
         pagein = [i for i in idx if i not in resident]
         res = [i for i in idx if i in resident]
         if pagein:
