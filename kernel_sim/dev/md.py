@@ -10,8 +10,9 @@ MD_SWAP units keep their data in a swap object (kernel_sim/vm/swap_pager.py) fro
 kernel gives (`swap_object`, its VmSwap.md_swap_object): resident pages are guest pages, the page
 daemon may push them to swap, a write that cannot be backed fails with ENOSPC (mdstart_swap's
 VM_PAGER_ERROR), MD_RESERVE gives every page a swap block up front (swap_pager_reserve; EDOM when swap
-cannot hold them). Without a factory (the driver used on its own) the objects draw from a private
-pool of host memory and there is no swap.
+cannot hold them) -- and, as in md.c, writing a page dirties it and releases its block
+(vm_pager_page_unswapped), so the reservation holds for pages not yet written. Without a factory (the
+driver used on its own) the objects draw from a private pool of host memory and there is no swap.
 
 Not done yet: the radix tree's indirect blocks are only charged when ``node_alloc`` is given; devstat
 and BIO_FLUSH/GETATTR are not modelled beyond ``ident``; swap accounting (swap_reserve_by_cred,
