@@ -72,6 +72,7 @@ class PreparedBoot:
     layout: layout_mod.BootLayout
     config: GuestConfig
     options: dict[str, int]
+    swap: object = None               # board.profile.SwapSpec from --swap, over the profile's
 
 
 @dataclass
@@ -131,6 +132,14 @@ def prepare(request: BootRequest) -> PreparedBoot:
     if request.abi not in ABIS:
         raise InputError(f"unknown boot ABI '{request.abi}' (known: {', '.join(ABIS)})", "--abi")
     physmem = _physmem(request, profile)
+    swap = None
+    if request.swap is not None:
+        from board.profile import parse_swap_spec
+
+        try:
+            swap = parse_swap_spec(request.swap)
+        except ProfileError as exc:
+            raise InputError(str(exc).removeprefix(f"--swap '{request.swap}': "), f"--swap {request.swap}") from None
     banks = {f.name: f for f in profile.flash}
     for name, path in request.flash.items():
         if name not in banks:
@@ -187,7 +196,7 @@ def prepare(request: BootRequest) -> PreparedBoot:
         locore_map_mb=options["LOCORE_MAP_MB"], nkpt2pg=options["NKPT2PG"],
         invariants=bool(options["INVARIANTS"]), kernel_end=plan.kernel_end_va,
         uart_pa=console.base, uart_devmap_va=profile.console_devmap_va)
-    return PreparedBoot(request, profile, kernconf, loader, image, plan, config, options)
+    return PreparedBoot(request, profile, kernconf, loader, image, plan, config, options, swap)
 
 
 def build_machine(prep: PreparedBoot) -> Machine:
@@ -200,7 +209,7 @@ def build_machine(prep: PreparedBoot) -> Machine:
     # MAP_SHARED: every completed program or erase is in the file even if armboard is killed.
     images = {name: FlashImage.open(path, durable=False) for name, path in prep.request.flash.items()}
     machine = Machine(prep.profile, layout.ram_size, console=prep.request.console, overlays=overlays,
-                      flash_images=images,
+                      flash_images=images, swap=prep.swap,
                       fault_classifier=classify_fault,
                       tlb_fill=tlb_fill if prep.request.mmu == "python" else None)
     load_kernel(machine.phys, prep.image)

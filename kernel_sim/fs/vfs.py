@@ -274,6 +274,7 @@ class VfsServices:
     now: Callable[[], float] = lambda: 0.0
     tmpfs_tunables: TmpfsTunables | None = None
     printf: Callable[[str], None] = lambda _s: None       # the kernel's console (file systems' complaints)
+    vm: object = None                                     # kernel_sim.vm.pageout.VmSwap: tmpfs's pages, swap
 
 
 FsFactory = Callable[["Vfs", dict[str, str], bool, Stat | None], FileSystem]
@@ -1065,7 +1066,7 @@ def _mount_tmpfs(vfs: Vfs, options: dict[str, str], readonly: bool, covered: Sta
     cov = (covered.uid, covered.gid, covered.mode & ALLPERMS) if covered is not None else None
     try:
         tm = TmpfsMount.mount(options, pages=s.pages, kmem=s.kmem, swap_pages_free=s.swap_pages_free,
-                              now=s.now, covered=cov, tunables=s.tmpfs_tunables)
+                              now=s.now, covered=cov, tunables=s.tmpfs_tunables, vm=s.vm)
     except TmpfsError as exc:
         raise _tmpfs_errno(exc) from None
     return TmpfsFs(tm)

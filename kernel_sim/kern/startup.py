@@ -62,6 +62,7 @@ class Startup:
     stress_target: int = 0
     virtual_seconds: float = 0.0
     kernel: object = None                # kernel_sim.kern.syscalls.Kernel, once init runs
+    vm: object = None                    # kernel_sim.vm.pageout.VmSwap: swap devices and the pageout daemon
     clock: object = None                 # its VirtualClock
     init: object = None                  # kernel_sim.userland.init.InitReport: rc's and the command's status
     reboot_howto: int | None = None      # set when a process called reboot(2) (halt, poweroff)
@@ -142,11 +143,16 @@ def mi_startup(machine: Machine, handoff: Handoff, layout: BootLayout, ident: st
     out.write_text(f"kmem arena: vm_kmem_size {s.kmem.vm_kmem_size} ({_mb(s.kmem.vm_kmem_size)} MB); "
                    f"KVA free after boot: {s.kva.kva_remaining // 1024} KB\n")
     s.malloc = Malloc(Vmem("kmem arena", kmem_row.start, kmem_row.size), s.pmap, s.pages)
+    from kernel_sim.vm.pageout import vm_swap_init
+
+    s.vm = vm_swap_init(machine, s.pages, s.sysctl, printf=out.write_text)   # swapon: the board's swap device
     if kernconf is not None:
         from kernel_sim.kern.geom_init import geom_start
         from kernel_sim.loader.hints import Hints
 
         s.geom = geom_start(machine, layout, kernconf, hints or Hints([]), env, s.sysctl, s.malloc)
+        if getattr(s.geom, "md", None) is not None:
+            s.geom.md.swap_object = s.vm.md_swap_object         # md -t swap: pages in swap-backed objects
         from kernel_sim.fs.vfs import Vfs
         from kernel_sim.kern.mountroot import mountroot, root_specs
 
@@ -236,7 +242,7 @@ def _start_init(s: Startup, machine: Machine, env: dict[str, str], userland: Use
     s.clock = VirtualClock()
     s.kernel = make_kernel(s.geom, pages=s.pages, malloc=s.malloc, sysctl=s.sysctl, kenv=env, procs=s.procs,
                            clock=s.clock, printf=console.write_text, reboot=reboot, console_read=console_read,
-                           console_write=console.write_tty, vfs=s.vfs)
+                           console_write=console.write_tty, vfs=s.vfs, vm=s.vm)
     if s.geom is not None and getattr(s.geom, "md", None) is not None:
         from kernel_sim.kern.md_glue import GuestVnode
 

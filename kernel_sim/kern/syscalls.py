@@ -413,7 +413,7 @@ def make_kernel(mesh: Mesh, *, pages=None, malloc=None, kmem=None, sysctl: Sysct
                 reboot: Callable[[int], None] = lambda _howto: None,
                 console_read: Callable[[int], bytes] | None = None,
                 console_write: Callable[[bytes], None] | None = None,
-                swap_pages_free: Callable[[], int] = lambda: 0, vfs: Vfs | None = None) -> Kernel:
+                swap_pages_free: Callable[[], int] = lambda: 0, vfs: Vfs | None = None, vm=None) -> Kernel:
     """Wire the VFS, devfs, tmpfs's services and the vfs.tmpfs sysctls into one Kernel.
 
     `pages` is the PhysAllocator; tmpfs's kmem charges go to `kmem`, or to malloc(9) through
@@ -426,7 +426,9 @@ def make_kernel(mesh: Mesh, *, pages=None, malloc=None, kmem=None, sysctl: Sysct
     if kmem is None and malloc is not None:
         kmem = MallocCharges(malloc)
     tunables = TmpfsTunables.at_init(pages, swap_pages_free) if pages is not None else None
-    services = VfsServices(pages, kmem, swap_pages_free, clock.now, tunables, printf)
+    if vm is not None:
+        swap_pages_free = vm.swap_pages_free
+    services = VfsServices(pages, kmem, swap_pages_free, clock.now, tunables, printf, vm)
     if vfs is None:
         vfs = Vfs(mesh, services, Devfs(mesh, console_read=console_read, console_write=console_write, now=clock.now))
     else:

@@ -130,3 +130,33 @@ def test_an_rc_error_stops_rc_with_its_line_and_fails_the_boot(boot, tmp_path):
     assert "one\ncat: /missing: No such file or directory\n" in text and "two" not in text
     assert "init: /etc/rc exited with status 1 at line 3" in text
     assert result.exit_code == 1 and result.stage == "rc" and "line 3" in result.message
+
+
+@needs_makefs
+@pytest.mark.interop
+@pytest.mark.parametrize("swap", ["256m", "256m:zstd", None])
+def test_tmpfs_beyond_free_ram_pages_out_to_swap_or_fails_with_enospc(boot, tmp_path, swap):
+    root = tmp_path / "tree"
+    (root / "etc").mkdir(parents=True)
+    (root / "dev").mkdir()
+    (root / "mnt").mkdir()
+    data = random.Random(7).randbytes(8 << 20)
+    (root / "r").write_bytes(data)
+    (root / "etc" / "rc").write_text("mount -t tmpfs tmpfs /mnt\n")
+    image = tmp_path / "root.img"
+    subprocess.run([MAKEFS, "-t", "ffs", "-s", "12m", str(image), str(root)], check=True, capture_output=True)
+    copies = 8                                       # 64 MiB of file data on a 48 MiB board
+    command = " && ".join(f"cp /r /mnt/r{i}" for i in range(copies)) + " && sha256 " + \
+        " ".join(f"/mnt/r{i}" for i in range(copies))
+    result = boot(mfsroot=image, physmem="48M", swap=swap, command=command, loader_conf=None,
+                  tunables=[("vfs.root.mountfrom", "ufs:/dev/md0")])
+    text = console(result)
+    digest = hashlib.sha256(data).hexdigest()
+    if swap is None:
+        assert "No space left on device" in text and result.exit_code == 1
+        assert result.startup.vm.pager.v_swappgsout == 0
+    else:
+        assert result.exit_code == 0, text[-1500:]
+        assert text.count(f") = {digest}") == copies
+        assert result.startup.vm.pager.v_swappgsout > 0
+        assert guest_read(result, "/mnt/r0") == data
