@@ -58,6 +58,7 @@ from kernel_sim.kern.sysapi import (
     ENXIO,
     EOPNOTSUPP,
     EPERM,
+    O_CREAT,
     O_RDONLY,
     O_RDWR,
     O_WRONLY,
@@ -502,3 +503,18 @@ def test_a_process_without_privilege_cannot_open_the_devices(guest):
     finally:
         child.exit(0)
     assert console.decode() == "memctl: /dev/mem: Permission denied\n"
+
+
+def test_kerneldump_to_a_descriptor_open_read_only_is_ebadf(guest):
+    result, devs, _module, sys, _console = guest
+    fd = sys.open("/tmp/ro", O_WRONLY | O_CREAT, 0o600)
+    sys.close(fd)
+    ro = sys.open("/tmp/ro", O_RDONLY)
+    mem = sys.open("/dev/mem", O_RDONLY)
+    with pytest.raises(SysError) as err:
+        sys.ioctl(mem, MEM_KERNELDUMP, MEM_LIVEDUMP_ARG.pack(ro, 0, 0))
+    assert err.value.errno == EBADF
+    with pytest.raises(SysError) as err:
+        sys.ioctl(mem, MEM_KERNELDUMP, MEM_LIVEDUMP_ARG.pack(42, 0, 0))    # not open at all
+    assert err.value.errno == EBADF
+    assert sys.stat("/tmp/ro").size == 0
