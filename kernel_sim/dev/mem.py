@@ -308,7 +308,7 @@ class MemDevices:
 
     def __init__(self, machine: Machine, startup=None, msgbuf: MsgBuf | None = None,
                  sysctl: SysctlTree | None = None, printf: Callable[[str], None] | None = None,
-                 securelevel: Callable[[], int] | None = None) -> None:
+                 securelevel: Callable[[], int] | None = None, now: Callable[[], float] | None = None) -> None:
         from kernel_sim.kern.minidump import dump_avail_of
         from kernel_sim.kern.sysctl import SysctlTree
 
@@ -321,6 +321,7 @@ class MemDevices:
         self.ranges = MemRanges.for_machine(machine)
         self.dumping = False
         self.securelevel = securelevel or self._securelevel_sysctl
+        self.now = now or (lambda: float(getattr(startup, "virtual_seconds", 0.0)))   # the dump's dumptime
         _sysctl_default(self.sysctl, STRICT_ARM, 0,
                         "MEMRANGE_GET/SET answer ENOTTY as FreeBSD arm's mem(4) does (armboard)")
         _sysctl_default(self.sysctl, GZLEVEL, 6, "Kernel crash dump compression level")  # kern_shutdown.c
@@ -493,7 +494,7 @@ class MemDevices:
         pmap = s.pmap
         return DumpSource(self.machine.phys, pmap.kern_pt1, pmap.kern_pt2tab, pmap.kernel_vm_end, self.dump_avail,
                           self.msgbuf.area(), self.msgbuf.msg_size, s.memory.real, f"{VERSION}\n", hostname,
-                          getattr(s, "panic", None) or "", int(getattr(s, "virtual_seconds", 0)))
+                          getattr(s, "panic", None) or "", int(self.now()))
 
     # ------------------------------------------------------------------ ioctl
     def ioctl(self, caller: Caller, cmd: int, arg: bytes, user: dict[int, bytearray] | None) -> bytes:
