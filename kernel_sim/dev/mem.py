@@ -406,12 +406,27 @@ class MemDevices:
             cur += n
         return out
 
+    def _memory_only(self, va: int, runs: list[tuple[int, int]]) -> None:
+        """A mapping of device registers (the console's devmap) is not memory to copy: EFAULT.
+        FreeBSD would uiomove() from the registers; here a read must not drain the UART."""
+        for pa, n in runs:
+            cur = pa
+            while cur < pa + n:
+                region = self.machine.phys.find(cur)
+                if region is None:
+                    raise SysError(EFAULT, f"kernel address 0x{va:08x} maps 0x{cur:08x}, which is not RAM")
+                cur = region.end
+
     def kmem_read(self, va: int, size: int) -> bytes:
-        return b"".join(self._copy(pa, n) for pa, n in self._translate_all(va, size, "read"))
+        runs = self._translate_all(va, size, "read")
+        self._memory_only(va, runs)
+        return b"".join(self._copy(pa, n) for pa, n in runs)
 
     def kmem_write(self, va: int, data: bytes) -> int:
+        runs = self._translate_all(va, len(data), "write")
+        self._memory_only(va, runs)
         done = 0
-        for pa, n in self._translate_all(va, len(data), "write"):
+        for pa, n in runs:
             self.machine.phys.write(pa, data[done:done + n])
             done += n
         self.machine.flush_tlb()

@@ -157,6 +157,9 @@ def test_dev_kmem_unmapped_is_efault(kernel):
         with pytest.raises(SysError) as err:
             devs.kmem.d_read(ROOT, va, size)
         assert err.value.errno == EFAULT
+    with pytest.raises(SysError) as err:                 # mapped, but to the console's registers, not RAM
+        devs.kmem.d_read(ROOT, result.machine.profile.console_devmap_va, 4)
+    assert err.value.errno == EFAULT
     with pytest.raises(SysError) as err:                 # the stack's last bytes and the guard: nothing written
         devs.kmem.d_write(ROOT, guard + PAGE_SIZE - 4, b"12345678")
     assert err.value.errno == EFAULT
