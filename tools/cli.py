@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_flash_parser(sub)
     add_mkuzip_parser(sub)
     add_mkroot_parser(sub)
+    from tools.dump_cmd import add_parser as add_dump_parser
+
+    add_dump_parser(sub)
     return parser
 
 
@@ -127,11 +130,16 @@ def cmd_boot(args: argparse.Namespace) -> int:
         timeout=args.timeout, stop_at=args.stop_at, mmu=args.mmu, shell=args.shell, command=args.guest_command,
         swap=args.swap, read_line=sys.stdin.readline if args.shell else None)
     try:
-        prepared = boot_mod.prepare(request)
-        result = boot_mod.run(prepared)
+        return _boot_and_monitor(args, boot_mod.prepare(request))
     finally:
-        if console_file:
+        if console_file:            # after the monitor: its commands may make the kernel print
             console_file.close()
+
+
+def _boot_and_monitor(args: argparse.Namespace, prepared) -> int:
+    from kernel_sim import boot as boot_mod
+
+    result = boot_mod.run(prepared)
     if args.json:
         import json
 
@@ -145,6 +153,7 @@ def cmd_boot(args: argparse.Namespace) -> int:
         startup = result.startup
         monitor = Monitor(result.machine, sysctl=startup.sysctl if startup else None,
                           geom=startup.geom if startup else None, vfs=startup.vfs if startup else None)
+        monitor.add_mem_commands(startup)
         for command in args.monitor_commands:
             try:
                 monitor.run(command)
@@ -174,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command == "boot":
             return cmd_boot(args)
+        if args.command == "dump":
+            from tools.dump_cmd import run as run_dump
+
+            return run_dump(args)
         if args.command == "mkroot":
             from tools.mkroot_cmd import cmd_mkroot
 

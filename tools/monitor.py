@@ -44,6 +44,18 @@ class Monitor:
         }
         self.done = False
 
+    def add_mem_commands(self, startup) -> None:
+        """mem(4)'s monitor commands (tools/monitor_mem.py) over this boot's /dev/mem and /dev/kmem."""
+        from functools import partial
+
+        from tools.monitor_mem import COMMANDS
+
+        self.startup = startup
+        if startup is not None and getattr(startup, "mem_devices", None) is not None:
+            self.mem_devices = startup.mem_devices
+        for name, fn in COMMANDS.items():
+            self.commands[name] = partial(fn, self)
+
     def run(self, line: str) -> None:
         words = shlex.split(line)
         if not words:
@@ -60,7 +72,9 @@ class Monitor:
     def help(self, _args: list[str]) -> None:
         self.out.write("info registers | info mem | x/N[wbx] ADDR (virtual) | xp/N ADDR (physical) | "
                        "sysctl [-d] [NAME...] | geom [CLASS] list | provider read NAME OFF LEN [FILE] | "
-                       "provider write NAME OFF FILE | ls [-l] PATH | cat PATH | quit\n")
+                       "provider write NAME OFF FILE | ls [-l] PATH | cat PATH | mem read PADDR LEN [FILE] | "
+                       "mem write PADDR FILE | kmem read VA LEN [FILE] | paddr VA | ranges | "
+                       "dump [--compress none|gzip|zstd] FILE | quit\n")
 
     def _mesh(self):
         if self.geom is None:

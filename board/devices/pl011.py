@@ -7,6 +7,7 @@ UART transmits whether or not the guest set UARTEN.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import BinaryIO
 
 DR, RSR, FR, ILPR, IBRD, FBRD, LCR_H, CR, IFLS, IMSC, RIS, MIS, ICR, DMACR = (
@@ -25,6 +26,7 @@ class Console:
     def __init__(self, stream: BinaryIO | None = None) -> None:
         self.stream = stream
         self.data = bytearray()
+        self.tap: Callable[[str], None] | None = None   # also gets the kernel's output (a message buffer)
 
     def put(self, byte: int) -> None:
         self.data.append(byte)
@@ -37,6 +39,8 @@ class Console:
         """Output from the Python kernel, with the CRLF line endings the guest's driver sends."""
         data = text.replace("\n", "\r\n").encode()
         self.data += data
+        if self.tap is not None:
+            self.tap(text)
         if self.stream is not None:
             self.stream.write(data)
             self.stream.flush()

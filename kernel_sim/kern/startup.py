@@ -63,6 +63,8 @@ class Startup:
     virtual_seconds: float = 0.0
     kernel: object = None                # kernel_sim.kern.syscalls.Kernel, once init runs
     vm: object = None                    # kernel_sim.vm.pageout.VmSwap: swap devices and the pageout daemon
+    msgbuf: object = None                # kernel_sim.kern.msgbuf.MsgBuf: the kernel's messages in guest pages
+    mem_devices: object = None           # kernel_sim.dev.mem.MemDevices: /dev/mem, /dev/kmem
     clock: object = None                 # its VirtualClock
     init: object = None                  # kernel_sim.userland.init.InitReport: rc's and the command's status
     reboot_howto: int | None = None      # set when a process called reboot(2) (halt, poweroff)
@@ -143,6 +145,7 @@ def mi_startup(machine: Machine, handoff: Handoff, layout: BootLayout, ident: st
     out.write_text(f"kmem arena: vm_kmem_size {s.kmem.vm_kmem_size} ({_mb(s.kmem.vm_kmem_size)} MB); "
                    f"KVA free after boot: {s.kva.kva_remaining // 1024} KB\n")
     s.malloc = Malloc(Vmem("kmem arena", kmem_row.start, kmem_row.size), s.pmap, s.pages)
+    _msgbuf_and_mem(s, machine)
     from kernel_sim.vm.pageout import vm_swap_init
 
     s.vm = vm_swap_init(machine, s.pages, s.sysctl, printf=out.write_text)   # swapon: the board's swap device
@@ -216,6 +219,18 @@ def _publish_identity(tree, ident: str) -> None:
     tree.publish("hw.machine_arch", "string", "armv7", description="System architecture")
 
 
+def _msgbuf_and_mem(s: Startup, machine: Machine) -> None:
+    """msgbufinit: the message buffer in guest pages at its boot KVA, holding the console so far and every
+    kernel printf from now on (what dmesg and dumps show); then mem(4)'s devices over this kernel."""
+    from kernel_sim.dev.mem import MemDevices
+    from kernel_sim.kern.msgbuf import MsgBuf
+
+    s.msgbuf = MsgBuf.for_startup(s)
+    s.msgbuf.append(machine.console.text)
+    machine.console.tap = s.msgbuf.append
+    s.mem_devices = MemDevices(machine, s, s.msgbuf, now=lambda: s.clock.now() if s.clock is not None else 0.0)
+
+
 class SystemHalt(Exception):
     """reboot(2) from a process: unwinds init and its children to the kernel, which stops the board."""
 
@@ -243,6 +258,8 @@ def _start_init(s: Startup, machine: Machine, env: dict[str, str], userland: Use
     s.kernel = make_kernel(s.geom, pages=s.pages, malloc=s.malloc, sysctl=s.sysctl, kenv=env, procs=s.procs,
                            clock=s.clock, printf=console.write_text, reboot=reboot, console_read=console_read,
                            console_write=console.write_tty, vfs=s.vfs, vm=s.vm)
+    s.kernel.vfs.devfs.make_dev(s.mem_devices.mem)
+    s.kernel.vfs.devfs.make_dev(s.mem_devices.kmem)
     if s.geom is not None and getattr(s.geom, "md", None) is not None:
         from kernel_sim.kern.md_glue import GuestVnode
 
