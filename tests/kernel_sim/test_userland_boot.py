@@ -160,3 +160,37 @@ def test_tmpfs_beyond_free_ram_pages_out_to_swap_or_fails_with_enospc(boot, tmp_
         assert text.count(f") = {digest}") == copies
         assert result.startup.vm.pager.v_swappgsout > 0
         assert guest_read(result, "/mnt/r0") == data
+
+
+def test_a_live_dump_of_the_default_boot_holds_the_kernels_messages_not_userlands(boot, tmp_path):
+    from kernel_sim.kern.dumpfile import open_dump
+
+    result = boot(loader_conf=DEFAULT_LOADER_CONF, command="memctl dump -z zstd /tmp/live.dump")
+    assert result.exit_code == 0, console(result)[-800:]
+    path = tmp_path / "live.dump"
+    path.write_bytes(guest_read(result, "/tmp/live.dump"))     # the dump the guest wrote into tmpfs
+    dump = open_dump(path)
+    messages = dump.msgbuf_contents()
+    text = console(result)
+    assert messages.startswith("locore: boot_pt1 at 0x40004000")
+    assert "Trying to mount root from ufs:/dev/md0 [ro]...\n" in messages
+    assert "Mounting tmpfs on /tmp" in text and "Mounting tmpfs on /tmp" not in messages   # rc's echo
+    kernel_lines = [line for line in text.splitlines() if line in messages.splitlines()]
+    assert kernel_lines == messages.splitlines()[:len(kernel_lines)]                       # same order
+    md0 = result.prepared.layout.modules[0]
+    assert dump.read_va(md0.va, 4096) == result.machine.phys.read(md0.pa, 4096)            # md0's first page
+
+
+def test_dev_mem_and_dev_kmem_read_md0_in_the_guest(boot):
+    from kernel_sim.boot import DEFAULT_LOADER_CONF as conf
+
+    probe = boot(loader_conf=conf, stop_at="handover")
+    md0 = probe.prepared.layout.modules[0]
+    page = 4096
+    command = (f"dd if=/dev/mem of=/tmp/p bs={page} count=2 skip={md0.pa // page} && "
+               f"dd if=/dev/kmem of=/tmp/v bs={page} count=2 skip={md0.va // page} && "
+               f"dd if=/dev/mem of=/tmp/bad bs={page} count=1 skip={0x10000000 // page}")
+    result = boot(loader_conf=conf, command=command)
+    image = (DEFAULT_LOADER_CONF.parent / "rootfs.img").read_bytes()[:2 * page]
+    assert guest_read(result, "/tmp/p") == image and guest_read(result, "/tmp/v") == image
+    assert "dd: /dev/mem: Invalid argument" in console(result) and result.exit_code == 1
