@@ -194,3 +194,28 @@ def test_dev_mem_and_dev_kmem_read_md0_in_the_guest(boot):
     image = (DEFAULT_LOADER_CONF.parent / "rootfs.img").read_bytes()[:2 * page]
     assert guest_read(result, "/tmp/p") == image and guest_read(result, "/tmp/v") == image
     assert "dd: /dev/mem: Invalid argument" in console(result) and result.exit_code == 1
+
+
+@needs_makefs
+@pytest.mark.interop
+def test_a_damaged_ufs_file_gives_eintegrity_and_a_console_line_and_the_kernel_stays_up(boot, tmp_path):
+    import struct
+
+    from kernel_sim.fs.ufs import mount_bytes
+
+    root = tmp_path / "tree"
+    _tree(root, RC)
+    image = tmp_path / "root.img"
+    subprocess.run([MAKEFS, "-t", "ffs", "-o", "version=2", "-s", "12m", str(image), str(root)],
+                   check=True, capture_output=True)
+    raw = bytearray(image.read_bytes())
+    fs = mount_bytes(bytes(raw))
+    ino = fs.lookup("/big")
+    struct.pack_into("<q", raw, fs.inode_offset(ino) + 112 + 8, 1 << 40)   # ufs2 di_db[1]: past the media
+    image.write_bytes(raw)
+    result = boot(mfsroot=image, loader_conf=None, tunables=[("vfs.root.mountfrom", "ufs:/dev/md0")],
+                  command="cat /big > /tmp/big; echo still-up; cat /short > /tmp/s && echo short-ok")
+    text = console(result)
+    assert "cat: /big: Integrity check failed" in text
+    assert "UFS /dev/md0 (/):" in text and "past fs_size" in text          # the kernel's console line
+    assert "still-up\nshort-ok" in text and result.exit_code == 0
