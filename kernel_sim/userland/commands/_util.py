@@ -18,8 +18,10 @@ class Usage(Exception):
     """A bad option: getopt already printed its line; the command prints its usage and exits."""
 
 
-def getopt(sys: Sys, prog: str, argv: list[str], optstring: str) -> tuple[list[tuple[str, str]], list[str]]:
-    """BSD getopt(3): options until the first operand or "--"; Usage after printing getopt's complaint."""
+def bsd_getopt(argv: list[str], optstring: str, prog: str,
+               err: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
+    """BSD getopt(3): options until the first operand or "--"; an unknown or argument-less option is
+    ('?', '') in the options, with getopt's complaint appended to `err` (the caller decides: usage)."""
     opts: list[tuple[str, str]] = []
     i = 0
     while i < len(argv):
@@ -34,8 +36,10 @@ def getopt(sys: Sys, prog: str, argv: list[str], optstring: str) -> tuple[list[t
             ch = arg[j]
             k = optstring.find(ch)
             if ch == ":" or k < 0:
-                say(sys, f"{prog}: illegal option -- {ch}\n")
-                raise Usage
+                err.append(f"{prog}: illegal option -- {ch}\n")
+                opts.append(("?", ""))
+                j += 1
+                continue
             if optstring[k + 1:k + 2] == ":":
                 if j + 1 < len(arg):
                     opts.append((ch, arg[j + 1:]))
@@ -43,13 +47,23 @@ def getopt(sys: Sys, prog: str, argv: list[str], optstring: str) -> tuple[list[t
                     i += 1
                     opts.append((ch, argv[i]))
                 else:
-                    say(sys, f"{prog}: option requires an argument -- {ch}\n")
-                    raise Usage
+                    err.append(f"{prog}: option requires an argument -- {ch}\n")
+                    opts.append(("?", ""))
                 break
             opts.append((ch, ""))
             j += 1
         i += 1
     return opts, argv[i:]
+
+
+def getopt(sys: Sys, prog: str, argv: list[str], optstring: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """bsd_getopt for a command that stops at the first bad option: the complaint, then Usage."""
+    err: list[str] = []
+    opts, operands = bsd_getopt(argv, optstring, prog, err)
+    if err:
+        say(sys, err[0])
+        raise Usage
+    return opts, operands
 
 
 def say(sys: Sys, text: str, fd: int = 2) -> None:

@@ -40,6 +40,7 @@ from kernel_sim.dev.md import (
 )
 from kernel_sim.geom.md import MD_TYPE_NAMES
 from kernel_sim.kern.sysapi import O_RDWR, S_IFMT, S_IFREG, Sys, SysError
+from kernel_sim.userland.commands._util import bsd_getopt
 from kernel_sim.userland.commands._util import realpath as guest_realpath
 
 PROG = "mdconfig"
@@ -197,42 +198,6 @@ def humanize(n: int) -> str:
     return f"{quotient + (remainder + divisor // 2) // divisor}{prefixes[i]}"
 
 
-def _getopt(argv: list[str], err: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
-    """BSD getopt(3): options until the first operand or "--"; '?' for an unknown or argument-less option."""
-    opts: list[tuple[str, str]] = []
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg == "--":
-            i += 1
-            break
-        if not arg.startswith("-") or arg == "-":
-            break
-        j = 1
-        while j < len(arg):
-            ch = arg[j]
-            k = OPTSTRING.find(ch)
-            if ch == ":" or k < 0:
-                err.append(f"{PROG}: illegal option -- {ch}\n")
-                opts.append(("?", ""))
-                j += 1
-                continue
-            if k + 1 < len(OPTSTRING) and OPTSTRING[k + 1] == ":":
-                if j + 1 < len(arg):
-                    opts.append((ch, arg[j + 1:]))
-                elif i + 1 < len(argv):
-                    i += 1
-                    opts.append((ch, argv[i]))
-                else:
-                    err.append(f"{PROG}: option requires an argument -- {ch}\n")
-                    opts.append(("?", ""))
-                break
-            opts.append((ch, ""))
-            j += 1
-        i += 1
-    return opts, argv[i:]
-
-
 def mdconfig(port: MdctlPort | Callable[[], MdctlPort], argv: list[str], *,
              realpath: Callable[[str], str] = os.path.realpath, stat: Callable[[str], Any] = os.stat,
              writable: Callable[[str], bool] = lambda p: os.access(p, os.W_OK)) -> tuple[int, str, str]:
@@ -319,7 +284,7 @@ def _main(port: MdctlPort | Callable[[], MdctlPort], argv: list[str], out: list[
     label = ""
     nflag = vflag = False
     fflag = sflag = tflag = uflag = None
-    opts, operands = _getopt(argv, err)
+    opts, operands = bsd_getopt(argv, OPTSTRING, PROG, err)
     for ch, optarg in opts:
         if ch in "adrl":
             name = {"a": "ATTACH", "d": "DETACH", "r": "RESIZE", "l": "LIST"}[ch]

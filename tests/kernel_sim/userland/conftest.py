@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 
 import pytest
 
 from board.memory import PhysicalMemory
 from kernel_sim.geom.core import Mesh
+from kernel_sim.kern.md_glue import GuestVnode
 from kernel_sim.kern.proc import ProcTable
 from kernel_sim.kern.syscalls import Kernel, Syscalls, make_kernel
 from kernel_sim.kern.sysctl import SysctlTree
@@ -50,33 +50,6 @@ class _Kmem:
 
     def uncharge(self, mtype: str, nbytes: int) -> None:
         self.used -= nbytes
-
-
-class _GuestVnode:
-    """md(4)'s vnode backing over the guest VFS (what -t vnode -f /tmp/disk.img opens), the kernel's
-    credentials; the md driver expects OSError and os.stat_result's field names."""
-
-    def __init__(self, vfs, path: str, writable: bool) -> None:
-        from kernel_sim.kern.sysapi import O_RDONLY, O_RDWR, SysError
-
-        self.vfs = vfs
-        try:
-            self.of = vfs.open(path, O_RDWR if writable else O_RDONLY)
-        except SysError as exc:
-            raise OSError(exc.errno, str(exc)) from None
-
-    def stat(self):
-        st = self.vfs.getattr(self.of.vnode)
-        return SimpleNamespace(st_mode=st.mode, st_dev=st.dev, st_ino=st.ino, st_size=st.size)
-
-    def pread(self, length: int, offset: int) -> bytes:
-        return self.vfs.read(self.of, length, offset)
-
-    def pwrite(self, data: bytes, offset: int) -> None:
-        self.vfs.write(self.of, data, offset)
-
-    def close(self) -> None:
-        self.vfs.close(self.of)
 
 
 @dataclass
@@ -137,7 +110,7 @@ def make_board(*, kva: int = 16 << 20, sysctl: SysctlTree | None = None, kenv: d
 
         counter = iter(range(1, 1 << 30))
         mesh.md = MdDriver(mesh, sector_alloc=lambda n, z: next(counter), sector_free=lambda h: None,
-                           vnode_open=lambda path, writable: _GuestVnode(kernel.vfs, path, writable))
+                           vnode_open=lambda path, writable: GuestVnode(kernel.vfs, path, writable))
     kernel = make_kernel(mesh, pages=pages, kmem=_Kmem(), procs=procs, sysctl=sysctl, kenv=kenv,
                          console_read=console_read, console_write=console.extend, reboot=reboots.append)
     kernel.vfs.mount("tmpfs", "/", {})
