@@ -56,6 +56,7 @@ class BootRequest:
     tunables: list[tuple[str, str]] = field(default_factory=list)   # (name, value) into the kernel env
     flash: dict[str, Path] = field(default_factory=dict)            # flash bank name -> image file
     md_images: list[Path] = field(default_factory=list)             # more md_image modules after the root's
+    md_vnodes: list[str] = field(default_factory=list)              # "FILE[:rw]": host files as vnode md units
     shell: bool = False                      # after /etc/rc, a shell on the console instead of halting
     command: str | None = None               # one guest shell command after /etc/rc (`armboard boot -c`)
     read_line: Callable[[], str] | None = None   # the console's input for the shell ("" at end of input)
@@ -73,6 +74,7 @@ class PreparedBoot:
     config: GuestConfig
     options: dict[str, int]
     swap: object = None               # board.profile.SwapSpec from --swap, over the profile's
+    md_vnodes: list[tuple[str, bool]] = field(default_factory=list)   # (host path, writable)
 
 
 @dataclass
@@ -105,6 +107,24 @@ def _physmem(request: BootRequest, profile: BoardProfile) -> int:
         raise InputError(f"{request.physmem} is outside the {profile.name} board's RAM range "
                          f"({profile.ram_min >> 20} MiB to {profile.ram_max >> 20} MiB)", "--physmem")
     return size
+
+
+def _md_vnode(spec: str) -> tuple[str, bool]:
+    """--md-vnode FILE[:rw]: a host file the kernel attaches as a vnode md at boot, read-only unless
+    `:rw` asks for writes to reach the file."""
+    path, writable = spec, False
+    if spec.endswith((":rw", ":ro")):
+        path, writable = spec[:-3], spec.endswith(":rw")
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("not a regular file", f"--md-vnode {spec}")
+    import os
+
+    if not os.access(p, os.R_OK | (os.W_OK if writable else 0)):
+        raise InputError(f"cannot open it for {'writing' if writable else 'reading'}", f"--md-vnode {spec}")
+    if p.stat().st_size < 512:
+        raise InputError("smaller than one 512-byte sector", f"--md-vnode {spec}")
+    return str(p.resolve()), writable
 
 
 def _footprint(request: BootRequest) -> int | None:
@@ -152,6 +172,7 @@ def prepare(request: BootRequest) -> PreparedBoot:
         if size != banks[name].size:
             raise InputError(f"the image is {size} bytes; flash bank {name} is exactly {banks[name].size} bytes",
                              f"--flash {name}={path}")
+    md_vnodes = [_md_vnode(spec) for spec in request.md_vnodes]
     kernconf = parse_kernconf(request.kernconf)
     for spec in request.overrides:
         kernconf.apply_override(spec)
@@ -196,7 +217,7 @@ def prepare(request: BootRequest) -> PreparedBoot:
         locore_map_mb=options["LOCORE_MAP_MB"], nkpt2pg=options["NKPT2PG"],
         invariants=bool(options["INVARIANTS"]), kernel_end=plan.kernel_end_va,
         uart_pa=console.base, uart_devmap_va=profile.console_devmap_va)
-    return PreparedBoot(request, profile, kernconf, loader, image, plan, config, options, swap)
+    return PreparedBoot(request, profile, kernconf, loader, image, plan, config, options, swap, md_vnodes)
 
 
 def build_machine(prep: PreparedBoot) -> Machine:
@@ -330,7 +351,7 @@ def _after_handover(result: BootResult, handoff: Handoff) -> BootResult:
         startup = mi_startup(result.machine, handoff, prep.layout, prep.kernconf.ident or "GENERIC",
                              options=dict(prep.kernconf.options), env=prep.loader.env, kernconf=prep.kernconf,
                              hints=hints_from_env(prep.loader.env, prep.loader.origin),
-                             userland=Userland(req.shell, req.command, req.read_line))
+                             userland=Userland(req.shell, req.command, req.read_line), md_vnodes=prep.md_vnodes)
     except KernelPanic as panic:
         result.machine.console.write_text(panic.console_line + "cpuid = 0\n")
         result.stage, result.message = "mi_startup", f"Boot failed in mi_startup: panic \"{panic.message}\"."

@@ -36,6 +36,8 @@ def add_config_arguments(p: argparse.ArgumentParser, *, json_flag: bool = True) 
                    help="preload FILE as the root md_image (replaces loader.conf's mfsroot, the default root)")
     p.add_argument("--md-image", dest="md_images", type=Path, action="append", default=[], metavar="FILE",
                    help="preload FILE as one more md_image (md1, md2, ...)")
+    p.add_argument("--md-vnode", dest="md_vnodes", action="append", default=[], metavar="FILE[:rw]",
+                   help="attach a host file as a vnode md at boot (read-only unless :rw), e.g. an ISO")
     p.add_argument("--physmem", help="RAM size, e.g. 512M or 2G (default: the board's)")
     p.add_argument("--kernel", type=Path, help="boot this kernel ELF instead of the built-in one")
     p.add_argument("--kernel-footprint", metavar="SIZE|ELF",
@@ -103,6 +105,7 @@ def request_from_args(args: argparse.Namespace, **extra):
         loader_conf=None if args.no_loader_conf else (args.loader_conf or boot_mod.DEFAULT_LOADER_CONF),
         hints=args.hints, mfsroot=args.mfsroot, physmem=args.physmem, kernel=args.kernel,
         kernel_footprint=args.kernel_footprint, abi=args.abi, flash=_flash_args(args.flash), md_images=args.md_images,
+        md_vnodes=args.md_vnodes,
         tunables=[("boot_verbose", "YES")] if args.bootverbose else [], **extra)
 
 

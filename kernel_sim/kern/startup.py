@@ -9,6 +9,7 @@ kernel malloc under load. File systems do not exist yet: the kernel halts when i
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -125,7 +126,8 @@ def _print_banner(out, machine: Machine, ident: str, s: Startup, handoff: Handof
 
 def mi_startup(machine: Machine, handoff: Handoff, layout: BootLayout, ident: str,
                options: dict[str, object] | None = None, env: dict[str, str] | None = None,
-               kernconf=None, hints=None, userland: Userland | None = None) -> Startup:
+               kernconf=None, hints=None, userland: Userland | None = None,
+               md_vnodes: list[tuple[str, bool]] = ()) -> Startup:
     """Start the kernel; the result says whether it halted cleanly or how it failed."""
     options = options or {}
     env = env or {}
@@ -156,6 +158,7 @@ def mi_startup(machine: Machine, handoff: Handoff, layout: BootLayout, ident: st
         s.geom = geom_start(machine, layout, kernconf, hints or Hints([]), env, s.sysctl, s.malloc)
         if getattr(s.geom, "md", None) is not None:
             s.geom.md.swap_object = s.vm.md_swap_object         # md -t swap: pages in swap-backed objects
+            _attach_host_vnodes(s.geom.md, md_vnodes, out.write_text)
         from kernel_sim.fs.vfs import Vfs
         from kernel_sim.kern.mountroot import mountroot, root_specs
 
@@ -217,6 +220,24 @@ def _publish_identity(tree, ident: str) -> None:
     tree.publish("kern.hostname", "string", "armboard", description="Hostname")
     tree.publish("hw.machine", "string", "arm", description="Machine class")
     tree.publish("hw.machine_arch", "string", "armv7", description="System architecture")
+
+
+def _attach_host_vnodes(md, files: list[tuple[str, bool]], printf: Callable[[str], None]) -> None:
+    """The board's host files as vnode md units (`--md-vnode`), before the root mount so root may come
+    from one (e.g. "cd9660:md1" over an ISO), as `mdconfig -a -t vnode -f FILE` would attach them."""
+    from kernel_sim.dev.md import MD_AUTOUNIT, MD_READONLY, MD_VNODE, MdError, host_vnode_open
+
+    for path, writable in files:
+        opener = md.vnode_open
+        md.vnode_open = host_vnode_open
+        try:
+            size = os.stat(path).st_size
+            unit = md.attach(MD_VNODE, size, options=MD_AUTOUNIT | (0 if writable else MD_READONLY), file=path)
+            printf(f"md{unit}: vnode {path}, {size} bytes{'' if writable else ', read-only'}\n")
+        except (MdError, OSError) as exc:
+            printf(f"md: cannot attach {path}: {exc}\n")
+        finally:
+            md.vnode_open = opener
 
 
 def _msgbuf_and_mem(s: Startup, machine: Machine) -> None:

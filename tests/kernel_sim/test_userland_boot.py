@@ -219,3 +219,34 @@ def test_a_damaged_ufs_file_gives_eintegrity_and_a_console_line_and_the_kernel_s
     assert "cat: /big: Integrity check failed" in text
     assert "UFS /dev/md0 (/):" in text and "past fs_size" in text          # the kernel's console line
     assert "still-up\nshort-ok" in text and result.exit_code == 0
+
+
+def test_a_host_iso_attached_with_md_vnode_mounts_as_cd9660_and_stays_unchanged(boot, tmp_path):
+    import io
+
+    pycdlib = pytest.importorskip("pycdlib")
+    iso = pycdlib.PyCdlib()
+    iso.new(interchange_level=3, rock_ridge="1.09")
+    text = b"from the host's ISO\n"
+    iso.add_fp(io.BytesIO(text), len(text), "/NOTE.TXT;1", rr_name="note.txt")
+    path = tmp_path / "data.iso"
+    iso.write(str(path))
+    iso.close()
+    before = path.read_bytes()
+    result = boot(loader_conf=DEFAULT_LOADER_CONF, md_vnodes=[str(path)],
+                  command="mdconfig -l -v; mount -t cd9660 /dev/md1 /mnt && cat /mnt/note.txt; "
+                          "dd if=/dev/zero of=/dev/md1 bs=512 count=1")
+    out = console(result)
+    assert f"md1: vnode {path}, {len(before)} bytes, read-only" in out
+    assert f"md1\tvnode\t" in out and str(path) in out
+    assert "from the host's ISO\n" in out
+    assert "dd: /dev/md1:" in out and result.exit_code == 1          # a read-only md refuses the write
+    assert path.read_bytes() == before
+
+
+def test_md_vnode_bad_input_is_one_line(tmp_path):
+    from kernel_sim.boot import BootRequest, prepare
+    from kernel_sim.errors import InputError
+
+    with pytest.raises(InputError, match="--md-vnode .*nope: not a regular file"):
+        prepare(BootRequest(md_vnodes=[str(tmp_path / "nope")]))

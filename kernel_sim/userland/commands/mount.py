@@ -65,6 +65,8 @@ def main(sys: Sys, argv: list[str]) -> int:
         return 1
     special, node = args
     options["from"] = special
+    if fstype == "cd9660" and "rw" not in options:
+        options["ro"] = ""              # sbin/mount_cd9660: a CD is mounted read-only (MNT_RDONLY)
     try:
         sys.mount(fstype, node, options)
     except SysError as exc:
