@@ -238,7 +238,7 @@ def test_a_host_iso_attached_with_md_vnode_mounts_as_cd9660_and_stays_unchanged(
                           "dd if=/dev/zero of=/dev/md1 bs=512 count=1")
     out = console(result)
     assert f"md1: vnode {path}, {len(before)} bytes, read-only" in out
-    assert f"md1\tvnode\t" in out and str(path) in out
+    assert "md1\tvnode\t" in out and str(path) in out
     assert "from the host's ISO\n" in out
     assert "dd: /dev/md1:" in out and result.exit_code == 1          # a read-only md refuses the write
     assert path.read_bytes() == before
