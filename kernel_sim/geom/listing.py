@@ -9,8 +9,7 @@ config lines are not printed (the classes only give their conftxt words).
 from __future__ import annotations
 
 from kernel_sim.geom.core import Consumer, Geom, Mesh, Provider
-
-_PREFIXES = "BKMGTPE"          # lib/libutil/humanize_number.c (HN_B: "B" for bytes)
+from kernel_sim.humanize import humanize_number
 
 
 class GeomClassNotFound(Exception):
@@ -20,17 +19,7 @@ class GeomClassNotFound(Exception):
 def humanize(size: int) -> str:
     """humanize_number(buf, 5, size, "", HN_AUTOSCALE, HN_B | HN_NOSPACE | HN_DECIMAL), as geom.c
     calls it: at most three digits, one decimal below 10 ("2.0M", "466G", "512B")."""
-    divisor, deccut = 1024, 973               # humanize_number.c: divisordeccut = ceil(.95 * 1024)
-    quotient, remainder, i = size, 0, 0
-    while (quotient >= 1000 or (quotient == 999 and remainder >= deccut)) and i < len(_PREFIXES) - 1:
-        remainder = quotient % divisor
-        quotient //= divisor
-        i += 1
-    if (quotient < 9 or (quotient == 9 and remainder < deccut)) and i > 0:
-        s1 = quotient + (remainder * 10 + divisor // 2) // divisor // 10
-        s2 = ((remainder * 10 + divisor // 2) // divisor) % 10
-        return f"{s1}.{s2}{_PREFIXES[i]}"
-    return f"{quotient + (remainder + divisor // 2) // divisor}{_PREFIXES[i]}"
+    return humanize_number(size, 5)
 
 
 def _provider(n: int, pp: Provider) -> str:

@@ -39,6 +39,7 @@ from kernel_sim.dev.md import (
     MdIoctl,
 )
 from kernel_sim.geom.md import MD_TYPE_NAMES
+from kernel_sim.humanize import humanize_number
 from kernel_sim.kern.sysapi import O_RDWR, S_IFMT, S_IFREG, Sys, SysError
 from kernel_sim.userland.commands._util import bsd_getopt
 from kernel_sim.userland.commands._util import realpath as guest_realpath
@@ -180,22 +181,8 @@ def _strtoumax(text: str) -> tuple[int, str]:
 
 
 def humanize(n: int) -> str:
-    """humanize_number(buf, 6, n, "", HN_AUTOSCALE, HN_B | HN_NOSPACE | HN_DECIMAL) (lib/libutil)."""
-    prefixes = ["B", "K", "M", "G", "T", "P", "E"]
-    divisor, deccut, length = 1024, 973, 6
-    baselen = 2                              # one digit + the prefix
-    maxv = 10 ** (length - baselen)
-    quotient, remainder, i = n, 0, 0
-    while (quotient >= maxv or (quotient == maxv - 1 and (remainder >= deccut or remainder >= divisor // 2))) \
-            and i < len(prefixes) - 1:
-        remainder = quotient % divisor
-        quotient //= divisor
-        i += 1
-    if ((quotient == 9 and remainder < deccut) or quotient < 9) and i > 0:
-        s1 = quotient + ((remainder * 10 + divisor // 2) // divisor // 10)
-        s2 = ((remainder * 10 + divisor // 2) // divisor) % 10
-        return f"{s1}.{s2}{prefixes[i]}"
-    return f"{quotient + (remainder + divisor // 2) // divisor}{prefixes[i]}"
+    """humanize_number(buf, 6, n, "", HN_AUTOSCALE, HN_B | HN_NOSPACE | HN_DECIMAL), as mdconfig.c calls it."""
+    return humanize_number(n, 6)
 
 
 def mdconfig(port: MdctlPort | Callable[[], MdctlPort], argv: list[str], *,
