@@ -70,30 +70,42 @@ def init_main(sys: Sys, *, single_user: bool = False, command: str | None = None
     return status
 
 
-def _runcom(sys: Sys, say: Callable[[str], None], report: InitReport) -> int:
-    """runcom(): fork, then `sh /etc/rc autoboot` in the child; the child's status."""
+def _in_child(sys: Sys, say: Callable[[str], None], body: Callable[[Sys], int]) -> int | None:
+    """fork a shell process, run `body` in it, and reap it with the body's status; None when the fork
+    failed (said on the console, as init does)."""
     try:
         child = sys.spawn_kstack("sh")
     except SysError as exc:
         say(f"init: can't fork for {SHELL} on {_PATH_CONSOLE}: {strerror(exc.errno)}\n")
-        return 1
+        return None
     status = 1
     try:
+        status = body(child)
+    finally:
+        child.exit(status)
+    return status
+
+
+def _runcom(sys: Sys, say: Callable[[str], None], report: InitReport) -> int:
+    """runcom(): fork, then `sh /etc/rc autoboot` in the child; the child's status."""
+    shells: list[Shell] = []
+
+    def rc(child: Sys) -> int:
         try:
             text = read_file(child, RC)
         except SysError as exc:
             _write(child, f"sh: cannot open {RC}: {strerror(exc.errno)}\n")
-            status = 127 if exc.errno in (2, 20) else 126
-            say(f"init: {RC} exited with status {status}\n")
-            return status
-        shell = Shell(child, RC, ["autoboot"])
-        status = shell.run_script(text)
-    finally:
-        child.exit(status)
+            return 127 if exc.errno in (2, 20) else 126
+        shells.append(Shell(child, RC, ["autoboot"]))
+        return shells[0].run_script(text)
+
+    status = _in_child(sys, say, rc)
+    if status is None:
+        return 1
     if status:
-        stop = shell.stop
+        stop = shells[0].stop if shells else None
         if stop is not None and not stop.what.startswith("Syntax error") and stop.status == status \
-                and shell.errexit:
+                and shells[0].errexit:
             say(f"{RC}: {stop.line}: {stop.what}: exit status {status} (set -e)\n")
         where = f" at line {stop.line}" if stop is not None else ""
         report.rc_line = stop.line if stop is not None else None
@@ -103,19 +115,13 @@ def _runcom(sys: Sys, say: Callable[[str], None], report: InitReport) -> int:
 
 def _run_command(sys: Sys, command: str, say: Callable[[str], None]) -> int:
     """The boot's extra command (`armboard boot -c CMD`): `sh -c CMD` on the console."""
-    try:
-        child = sys.spawn_kstack("sh")
-    except SysError as exc:
-        say(f"init: can't fork for {SHELL} on {_PATH_CONSOLE}: {strerror(exc.errno)}\n")
-        return 1
-    status = 1
-    try:
+    def run(child: Sys) -> int:
         shell = Shell(child, "sh")
         shell.commandname = None
-        status = shell.run_script(command)
-    finally:
-        child.exit(status)
-    return status
+        return shell.run_script(command)
+
+    status = _in_child(sys, say, run)
+    return 1 if status is None else status
 
 
 def _single_user(sys: Sys, read_line: Callable[[], str | None] | None, say: Callable[[str], None]) -> int:
@@ -133,18 +139,12 @@ def _single_user(sys: Sys, read_line: Callable[[], str | None] | None, say: Call
 
 
 def _console_shell(sys: Sys, read_line: Callable[[], str | None], say: Callable[[str], None]) -> int:
-    try:
-        child = sys.spawn_kstack("sh")
-    except SysError as exc:
-        say(f"init: can't fork for {SHELL} on {_PATH_CONSOLE}: {strerror(exc.errno)}\n")
-        return 1
-    status = 0
-    try:
+    def interact(child: Sys) -> int:
         shell = Shell(child, None, interactive=True)
-        status = shell.interact(read_line, prompt=shell.vars["PS1"])
-    finally:
-        child.exit(status)
-    return status
+        return shell.interact(read_line, prompt=shell.vars["PS1"])
+
+    status = _in_child(sys, say, interact)
+    return 1 if status is None else status
 
 
 def _write(sys: Sys, text: str) -> None:
