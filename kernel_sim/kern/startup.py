@@ -68,7 +68,6 @@ class Startup:
     mem_devices: object = None           # kernel_sim.dev.mem.MemDevices: /dev/mem, /dev/kmem
     clock: object = None                 # its VirtualClock
     init: object = None                  # kernel_sim.userland.init.InitReport: rc's and the command's status
-    reboot_howto: int | None = None      # set when a process called reboot(2) (halt, poweroff)
 
 
 @dataclass(frozen=True)
@@ -225,19 +224,15 @@ def _publish_identity(tree, ident: str) -> None:
 def _attach_host_vnodes(md, files: list[tuple[str, bool]], printf: Callable[[str], None]) -> None:
     """The board's host files as vnode md units (`--md-vnode`), before the root mount so root may come
     from one (e.g. "cd9660:md1" over an ISO), as `mdconfig -a -t vnode -f FILE` would attach them."""
-    from kernel_sim.dev.md import MD_AUTOUNIT, MD_READONLY, MD_VNODE, MdError, host_vnode_open
+    from kernel_sim.dev.md import MD_AUTOUNIT, MD_READONLY, MD_VNODE, MdError
 
-    for path, writable in files:
-        opener = md.vnode_open
-        md.vnode_open = host_vnode_open
+    for path, writable in files:          # md's vnode opener is still the host's: init swaps in the guest's
         try:
             size = os.stat(path).st_size
             unit = md.attach(MD_VNODE, size, options=MD_AUTOUNIT | (0 if writable else MD_READONLY), file=path)
             printf(f"md{unit}: vnode {path}, {size} bytes{'' if writable else ', read-only'}\n")
         except (MdError, OSError) as exc:
             printf(f"md: cannot attach {path}: {exc}\n")
-        finally:
-            md.vnode_open = opener
 
 
 def _msgbuf_and_mem(s: Startup, machine: Machine) -> None:
@@ -268,11 +263,16 @@ def _start_init(s: Startup, machine: Machine, env: dict[str, str], userland: Use
     console = machine.console
     read_line = userland.read_line
 
+    pending = bytearray()                 # the rest of a console line a short read left
+
     def console_read(size: int) -> bytes:
-        return (read_line() or "").encode()[:size] if read_line is not None else b""
+        if not pending and read_line is not None:
+            pending.extend((read_line() or "").encode())
+        data = bytes(pending[:size])
+        del pending[:size]
+        return data
 
     def reboot(howto: int) -> None:
-        s.reboot_howto = howto
         raise SystemHalt(howto)
 
     s.clock = VirtualClock()
