@@ -10,7 +10,7 @@ Usage: python bench/boot.py [--pairs N]
 from __future__ import annotations
 
 import argparse
-import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import armboard_command, pairs, report  # noqa: E402
+from kernel_sim.guest.qemu import qemu_binary, qemu_virt_command  # noqa: E402
 
 
 def configured_elf(directory: Path) -> Path:
@@ -30,11 +31,21 @@ def configured_elf(directory: Path) -> Path:
     return elf
 
 
+def check_qemu_runs(elf: Path, mem_mb: int) -> None:
+    """One run with the console read back: the figures must come from a QEMU that booted the guest
+    to the hypercall gate and left through semihosting, not from one that failed at start-up."""
+    proc = subprocess.run(qemu_virt_command(elf, mem_mb=mem_mb), capture_output=True, timeout=60)
+    text = proc.stdout.decode(errors="replace")
+    if proc.returncode != 0 or "initarm: hand-over" not in text:
+        raise SystemExit(f"qemu-system-arm did not boot the guest (exit {proc.returncode}): "
+                         f"{proc.stderr.decode(errors='replace').strip() or text[-200:]}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pairs", type=int, default=7)
     args = parser.parse_args()
-    qemu = shutil.which("qemu-system-arm")
+    qemu = qemu_binary()
     ab = armboard_command()
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)
@@ -43,11 +54,13 @@ def main() -> None:
         if qemu is None:
             print("qemu-system-arm is not installed: the QEMU comparisons are skipped")
         else:
-            qemu_cmd = [qemu, "-M", "virt", "-cpu", "cortex-a15", "-nographic", "-monitor", "none",
-                        "-serial", "null", "-kernel", str(elf), "-semihosting-config", "enable=on,target=native"]
-            ours, ref = pairs([*ab, *common, "--physmem", "128M"], [*qemu_cmd, "-m", "128"], args.pairs)
+            for mem_mb in (128, 2048):
+                check_qemu_runs(elf, mem_mb)
+            ours, ref = pairs([*ab, *common, "--physmem", "128M"],
+                              qemu_virt_command(elf, mem_mb=128, serial="null"), args.pairs)
             report("boot to hand-over, wall (vs qemu)", [w for w, _ in ours], [w for w, _ in ref])
-            ours, ref = pairs([*ab, *common, "--physmem", "2G"], [*qemu_cmd, "-m", "2048"], args.pairs)
+            ours, ref = pairs([*ab, *common, "--physmem", "2G"],
+                              qemu_virt_command(elf, mem_mb=2048, serial="null"), args.pairs)
             report("peak RSS, physmem 2G (vs qemu)", [r for _, r in ours], [r for _, r in ref], unit="B")
 
         big, small = tmpdir / "big.img", tmpdir / "small.img"

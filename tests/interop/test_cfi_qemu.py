@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,11 +10,12 @@ import pytest
 
 from board.machine import Machine
 from board.profile import load_profile
+from kernel_sim.guest.qemu import qemu_binary, qemu_virt_command
 from kernel_sim.loader.kernel_elf import read_kernel_elf
 from kernel_sim.loader.load import load_kernel
 
 HERE = Path(__file__).resolve().parent
-QEMU = shutil.which("qemu-system-arm")
+QEMU = qemu_binary()
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +55,6 @@ def test_query_table_ids_and_status_as_qemu_documents(probe):
 @pytest.mark.interop
 @pytest.mark.skipif(QEMU is None, reason="qemu-system-arm is not installed (.ci/run installs it)")
 def test_same_output_on_qemu(probe):
-    proc = subprocess.run([QEMU, "-M", "virt", "-cpu", "cortex-a15", "-m", "64", "-nographic", "-monitor", "none",
-                           "-serial", "stdio", "-kernel", str(probe), "-semihosting-config",
-                           "enable=on,target=native"], capture_output=True, timeout=60)
+    proc = subprocess.run(qemu_virt_command(probe, mem_mb=64), capture_output=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.decode().replace("\r\n", "\n") == on_armboard(probe)

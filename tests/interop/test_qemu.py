@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import pytest
 
 from kernel_sim import boot as boot_mod
+from kernel_sim.guest.qemu import qemu_binary, qemu_virt_command
 from kernel_sim.loader.load import write_configured_elf
 
 pytestmark = pytest.mark.interop
-QEMU = shutil.which("qemu-system-arm")
+QEMU = qemu_binary()
 
 
 def run_qemu(elf) -> subprocess.CompletedProcess:
     """The guest on QEMU's virt board, as its -kernel loads an ELF, with semihosting for the exit."""
-    return subprocess.run(
-        [QEMU, "-M", "virt", "-cpu", "cortex-a15", "-m", "256", "-nographic", "-monitor", "none",
-         "-serial", "stdio", "-kernel", str(elf), "-semihosting-config", "enable=on,target=native"],
-        capture_output=True, timeout=60)
+    return subprocess.run(qemu_virt_command(elf, mem_mb=256), capture_output=True, timeout=60)
 
 
 def early_lines(text: str) -> list[str]:
