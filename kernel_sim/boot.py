@@ -54,7 +54,8 @@ class BootRequest:
     mmu: str = "unicorn"
     abi: str = "freebsd"
     tunables: list[tuple[str, str]] = field(default_factory=list)   # (name, value) into the kernel env
-    flash: dict[str, Path] = field(default_factory=dict)            # flash bank name -> image file
+    # --flash [BANK=]FILE in order: a bank name, or None for the first bank still free (QEMU's -pflash)
+    flash: list[tuple[str | None, Path]] = field(default_factory=list)
     md_images: list[Path] = field(default_factory=list)             # more md_image modules after the root's
     md_vnodes: list[str] = field(default_factory=list)              # "FILE[:rw]": host files as vnode md units
     shell: bool = False                      # after /etc/rc, a shell on the console instead of halting
@@ -75,6 +76,7 @@ class PreparedBoot:
     options: dict[str, int]
     swap: object = None               # board.profile.SwapSpec from --swap, over the profile's
     md_vnodes: list[tuple[str, bool]] = field(default_factory=list)   # (host path, writable)
+    flash: dict[str, Path] = field(default_factory=dict)               # flash bank name -> image file
 
 
 @dataclass
@@ -127,6 +129,36 @@ def _md_vnode(spec: str) -> tuple[str, bool]:
     return str(p.resolve()), writable
 
 
+def _flash_banks(specs: list[tuple[str | None, Path]], profile: BoardProfile) -> dict[str, Path]:
+    """--flash [BANK=]FILE: each image on its bank. A bare FILE takes the first bank, in the profile's
+    order, that no other --flash names, as QEMU's -pflash fills pflash units in order."""
+    banks = {f.name: f for f in profile.flash}
+    named = {name for name, _ in specs if name is not None}
+    free = [name for name in banks if name not in named]
+    out: dict[str, Path] = {}
+    for name, path in specs:
+        where = f"--flash {name}={path}" if name is not None else f"--flash {path}"
+        if name is None:
+            if not free:
+                raise InputError(f"board {profile.name} has no free flash bank left for this image (its banks: "
+                                 f"{', '.join(banks) or 'none'})", where)
+            name = free.pop(0)
+        elif name not in banks:
+            raise InputError(f"board {profile.name} has no flash bank {name} (it has: "
+                             f"{', '.join(banks) or 'none'})", where)
+        elif name in out:
+            raise InputError(f"flash bank {name} is given twice", where)
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise InputError(f"cannot read the flash image: {exc.strerror}", where) from None
+        if size != banks[name].size:
+            raise InputError(f"the image is {size} bytes; flash bank {name} is exactly {banks[name].size} bytes",
+                             where)
+        out[name] = path
+    return out
+
+
 def _footprint(request: BootRequest) -> int | None:
     """--kernel-footprint: a size (9M), or a real kernel ELF whose PT_LOAD segments give the size."""
     text = request.kernel_footprint
@@ -160,18 +192,7 @@ def prepare(request: BootRequest) -> PreparedBoot:
             swap = parse_swap_spec(request.swap)
         except ProfileError as exc:
             raise InputError(str(exc).removeprefix(f"--swap '{request.swap}': "), f"--swap {request.swap}") from None
-    banks = {f.name: f for f in profile.flash}
-    for name, path in request.flash.items():
-        if name not in banks:
-            raise InputError(f"board {profile.name} has no flash bank {name} (it has: "
-                             f"{', '.join(banks) or 'none'})", f"--flash {name}={path}")
-        try:
-            size = path.stat().st_size
-        except OSError as exc:
-            raise InputError(f"cannot read the flash image: {exc.strerror}", f"--flash {name}={path}") from None
-        if size != banks[name].size:
-            raise InputError(f"the image is {size} bytes; flash bank {name} is exactly {banks[name].size} bytes",
-                             f"--flash {name}={path}")
+    flash = _flash_banks(request.flash, profile)
     md_vnodes = [_md_vnode(spec) for spec in request.md_vnodes]
     kernconf = parse_kernconf(request.kernconf)
     for spec in request.overrides:
@@ -217,7 +238,7 @@ def prepare(request: BootRequest) -> PreparedBoot:
         locore_map_mb=options["LOCORE_MAP_MB"], nkpt2pg=options["NKPT2PG"],
         invariants=bool(options["INVARIANTS"]), kernel_end=plan.kernel_end_va,
         uart_pa=console.base, uart_devmap_va=profile.console_devmap_va)
-    return PreparedBoot(request, profile, kernconf, loader, image, plan, config, options, swap, md_vnodes)
+    return PreparedBoot(request, profile, kernconf, loader, image, plan, config, options, swap, md_vnodes, flash)
 
 
 def build_machine(prep: PreparedBoot) -> Machine:
@@ -228,7 +249,7 @@ def build_machine(prep: PreparedBoot) -> Machine:
     from board.devices.cfi import FlashImage
 
     # MAP_SHARED: every completed program or erase is in the file even if armboard is killed.
-    images = {name: FlashImage.open(path, durable=False) for name, path in prep.request.flash.items()}
+    images = {name: FlashImage.open(path, durable=False) for name, path in prep.flash.items()}
     machine = Machine(prep.profile, layout.ram_size, console=prep.request.console, overlays=overlays,
                       flash_images=images, swap=prep.swap,
                       fault_classifier=classify_fault,

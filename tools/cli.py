@@ -42,8 +42,9 @@ def add_config_arguments(p: argparse.ArgumentParser, *, json_flag: bool = True) 
     p.add_argument("--kernel", type=Path, help="boot this kernel ELF instead of the built-in one")
     p.add_argument("--kernel-footprint", metavar="SIZE|ELF",
                    help="memory the kernel occupies: a size (9M) or a real kernel ELF to match")
-    p.add_argument("--flash", action="append", default=[], metavar="BANK=FILE",
-                   help="attach an image file to a flash bank, e.g. flash0=flash.img (programs reach the file)")
+    p.add_argument("--flash", action="append", default=[], metavar="[BANK=]FILE",
+                   help="attach an image file to a flash bank, e.g. flash0=flash.img; a bare FILE takes the first "
+                        "free bank, as QEMU's -pflash (programs reach the file)")
     p.add_argument("-v", dest="bootverbose", action="store_true", help="boot verbose (boot_verbose=YES)")
     p.add_argument("--abi", default="freebsd", choices=("freebsd", "linux", "none"),
                    help="boot registers: FreeBSD loader (r0=metadata), Linux (r2=DTB) or none")
@@ -109,13 +110,20 @@ def request_from_args(args: argparse.Namespace, **extra):
         tunables=[("boot_verbose", "YES")] if args.bootverbose else [], **extra)
 
 
-def _flash_args(specs: list[str]) -> dict[str, Path]:
-    out = {}
+def _flash_args(specs: list[str]) -> list[tuple[str | None, Path]]:
+    """--flash BANK=FILE or FILE. BANK is a bank name (letters, digits, _); anything else, e.g.
+    ./a=b.img, is a file name, so a file whose name holds '=' can still be given."""
+    out: list[tuple[str | None, Path]] = []
     for spec in specs:
         name, sep, path = spec.partition("=")
-        if not sep or not name or not path:
-            raise InputError("expected BANK=FILE, e.g. --flash flash0=flash.img", f"--flash {spec}")
-        out[name] = Path(path)
+        if sep and name.isidentifier():
+            if not path:
+                raise InputError("expected BANK=FILE or FILE, e.g. --flash flash0=flash.img", f"--flash {spec}")
+            out.append((name, Path(path)))
+        elif spec:
+            out.append((None, Path(spec)))
+        else:
+            raise InputError("expected BANK=FILE or FILE, e.g. --flash flash.img", "--flash")
     return out
 
 
