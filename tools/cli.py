@@ -159,7 +159,7 @@ def _boot_and_monitor(args: argparse.Namespace, prepared) -> int:
         sys.stdout.flush()
         print(f"\narmboard: {result.message}", file=sys.stderr)
     if args.monitor_commands or args.monitor:
-        from tools.monitor import Monitor, MonitorError, interactive
+        from tools.monitor import CommandRefused, Monitor, MonitorError, interactive
 
         startup = result.startup
         monitor = Monitor(result.machine, sysctl=startup.sysctl if startup else None,
@@ -168,7 +168,9 @@ def _boot_and_monitor(args: argparse.Namespace, prepared) -> int:
         for command in args.monitor_commands:
             try:
                 monitor.run(command)
-            except MonitorError as exc:
+            except CommandRefused as exc:     # a result: say it and go on with the next command
+                sys.stdout.write(f"{exc}\n")
+            except MonitorError as exc:       # malformed: the remaining commands would not mean what was meant
                 raise InputError(str(exc), f"-x {command}") from None
             if monitor.done:
                 break

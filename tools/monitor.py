@@ -18,15 +18,16 @@ from board.ucapi import (
     UC_ARM_REG_SP,
     UC_ARM_REG_SPSR,
 )
+from kernel_sim.errnos import describe_host
 from kernel_sim.errors import InputError
 from kernel_sim.kern.sysctl import SysctlError, SysctlTree
 from kernel_sim.loader.sizes import parse_int
 from kernel_sim.vm.cpu_mmu import mmu_for
 from kernel_sim.vm.mmu import MMUFault
+from tools.monitor_errors import CommandRefused, MonitorError, refused
+from tools.monitor_mem import COMMANDS as MEM_COMMANDS
 
-
-class MonitorError(Exception):
-    """A monitor command that could not be carried out (bad syntax, unmapped address)."""
+__all__ = ["CommandRefused", "Monitor", "MonitorError", "interactive"]
 
 
 class Monitor:
@@ -48,12 +49,10 @@ class Monitor:
         """mem(4)'s monitor commands (tools/monitor_mem.py) over this boot's /dev/mem and /dev/kmem."""
         from functools import partial
 
-        from tools.monitor_mem import COMMANDS
-
         self.startup = startup
         if startup is not None and getattr(startup, "mem_devices", None) is not None:
             self.mem_devices = startup.mem_devices
-        for name, fn in COMMANDS.items():
+        for name, fn in MEM_COMMANDS.items():
             self.commands[name] = partial(fn, self)
 
     def run(self, line: str) -> None:
@@ -78,7 +77,7 @@ class Monitor:
 
     def _mesh(self):
         if self.geom is None:
-            raise MonitorError("geom: the Python kernel has not started GEOM (the boot stopped before mi_startup)")
+            raise CommandRefused("geom: the Python kernel has not started GEOM (the boot stopped before mi_startup)")
         return self.geom
 
     def geom_command(self, args: list[str]) -> None:
@@ -91,7 +90,7 @@ class Monitor:
         try:
             self.out.write(geom_list(mesh, args[0] if len(args) == 2 else None))
         except GeomClassNotFound as exc:
-            raise MonitorError(f"geom: {exc}") from None
+            raise CommandRefused(f"geom: {exc}") from None
 
     def provider_command(self, args: list[str]) -> None:
         """`provider read NAME OFFSET LENGTH [FILE]` / `provider write NAME OFFSET FILE`, through GEOM's
@@ -127,9 +126,11 @@ class Monitor:
                     mesh.close(cp)
                 self.out.write(f"{len(data)} bytes of {args[3]} written to {args[1]} at {offset}\n")
         except GeomError as exc:
-            raise MonitorError(f"provider {args[0]} {args[1]}: {exc}") from None
-        except (InputError, OSError) as exc:
+            raise refused(f"provider {args[0]}", exc) from None
+        except InputError as exc:
             raise MonitorError(f"provider {args[0]}: {exc}") from None
+        except OSError as exc:            # the host file named in the command
+            raise MonitorError(f"provider {args[0]}: {exc.filename}: {describe_host(exc)}") from None
 
     def mdconfig(self, args: list[str]) -> None:
         """mdconfig(8) against the kernel's md driver: its output, and its errors as one line."""
@@ -137,15 +138,15 @@ class Monitor:
 
         mesh = self._mesh()
         if mesh.md is None:
-            raise MonitorError("mdconfig: this kernel has no md driver (device md)")
+            raise CommandRefused("mdconfig: this kernel has no md driver (device md)")
         status, out, err = mdconfig(mesh.md, args)
         self.out.write(out)
         if status:
-            raise MonitorError((err or f"mdconfig exited {status}").strip().replace("\n", "; "))
+            raise CommandRefused((err or f"mdconfig exited {status}").strip().replace("\n", "; "))
 
     def _root(self):
         if self.vfs is None or "/" not in self.vfs.mounts:
-            raise MonitorError("no root file system is mounted")
+            raise CommandRefused("no root file system is mounted")
         return self.vfs
 
     def ls(self, args: list[str]) -> None:
@@ -158,7 +159,7 @@ class Monitor:
         try:
             entries = self._root().listdir(path)
         except VfsError as exc:
-            raise MonitorError(f"ls: {exc}") from None
+            raise refused(f"ls {path}", exc) from None
         for name, _ino, mode, size in entries:
             if name in (".", ".."):
                 continue
@@ -173,12 +174,12 @@ class Monitor:
         try:
             self.out.write(self._root().read_file(args[0]).decode("utf-8", "replace"))
         except VfsError as exc:
-            raise MonitorError(f"cat: {exc}") from None
+            raise refused(f"cat {args[0]}", exc) from None
 
     def sysctl_command(self, args: list[str]) -> None:
         """sysctl(8): `sysctl NAME` prints "NAME: value"; a node prints every leaf; -d the description."""
         if self.sysctl is None:
-            raise MonitorError("sysctl: the Python kernel has not started (the boot stopped before mi_startup)")
+            raise CommandRefused("sysctl: the Python kernel has not started (the boot stopped before mi_startup)")
         describe = bool(args) and args[0] == "-d"
         names = args[1:] if describe else args
         try:
@@ -191,7 +192,7 @@ class Monitor:
                     for leaf in self.sysctl.list(""):
                         self.out.write(self.sysctl.format(leaf) + "\n")
         except SysctlError as exc:
-            raise MonitorError(str(exc)) from None
+            raise CommandRefused(str(exc), exc.errno) from None
 
     def quit(self, _args: list[str]) -> None:
         self.done = True
@@ -247,7 +248,7 @@ class Monitor:
                 mmu = mmu_for(self.machine)
                 data = mmu.read_virtual(addr, count * unit, mmu.read_phys)
         except (MMUFault, BusAbort) as exc:
-            raise MonitorError(f"cannot access {'physical' if physical else 'virtual'} address "
+            raise CommandRefused(f"cannot access {'physical' if physical else 'virtual'} address "
                                f"0x{addr:08x}: {exc}") from None
         per_line = 16 // unit
         for i in range(0, count, per_line):

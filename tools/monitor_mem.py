@@ -21,9 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kernel_sim.errnos import describe_host
 from kernel_sim.errors import InputError
-from kernel_sim.kern.sysapi import EBADF, SysError, strerror
-from tools.monitor import MonitorError
+from kernel_sim.kern.sysapi import EBADF, SysError
+from tools.monitor_errors import CommandRefused, MonitorError, refused
 
 __all__ = ["COMMANDS"]
 
@@ -74,10 +75,6 @@ def _size(text: str, what: str) -> int:
         raise MonitorError(str(exc)) from None
 
 
-def _failed(what: str, exc: SysError) -> MonitorError:
-    return MonitorError(f"{what}: {exc} ({strerror(exc.errno)})")
-
-
 def _hexdump(out, addr: int, data: bytes) -> None:
     for i in range(0, len(data), 16):
         out.write(f"{addr + i:08x}: {data[i:i + 16].hex(' ')}\n")
@@ -87,14 +84,14 @@ def _write_host(path: str, data: bytes) -> None:
     try:
         Path(path).write_bytes(data)
     except OSError as exc:
-        raise MonitorError(f"{path}: cannot write it: {exc.strerror or exc}") from None
+        raise MonitorError(f"{path}: cannot write it: {describe_host(exc)}") from None
 
 
 def _read_host(path: str) -> bytes:
     try:
         return Path(path).read_bytes()
     except OSError as exc:
-        raise MonitorError(f"{path}: cannot read it: {exc.strerror or exc}") from None
+        raise MonitorError(f"{path}: cannot read it: {describe_host(exc)}") from None
 
 
 def _read(monitor: Any, args: list[str], name: str) -> None:
@@ -107,7 +104,7 @@ def _read(monitor: Any, args: list[str], name: str) -> None:
     try:
         data = dev.d_read(HOST, addr, length)
     except SysError as exc:
-        raise _failed(f"{name} read 0x{addr:x}", exc) from None
+        raise refused(f"{name} read 0x{addr:x}", exc) from None
     if len(args) == 4:
         _write_host(args[3], data)
         monitor.out.write(f"{len(data)} bytes from /dev/{name} at 0x{addr:x} written to {args[3]}\n")
@@ -125,7 +122,7 @@ def mem_command(monitor: Any, args: list[str]) -> None:
         try:
             devices(monitor).mem.d_write(HOST, addr, data)
         except SysError as exc:
-            raise _failed(f"mem write 0x{addr:x}", exc) from None
+            raise refused(f"mem write 0x{addr:x}", exc) from None
         monitor.out.write(f"{len(data)} bytes of {args[2]} written to /dev/mem at 0x{addr:x}\n")
         return
     _read(monitor, args, "mem")
@@ -242,14 +239,14 @@ def dump_command(monitor: Any, args: list[str]) -> None:
         raise MonitorError(usage)
     devs = devices(monitor)
     if devs.startup is None:
-        raise MonitorError("dump: the Python kernel has not started (the boot stopped before mi_startup)")
+        raise CommandRefused("dump: the Python kernel has not started (the boot stopped before mi_startup)")
     try:
         with open(rest[0], "wb") as f:
             result = devs.dump_to(f, compression)
     except OSError as exc:
-        raise MonitorError(f"{rest[0]}: cannot write it: {exc.strerror or exc}") from None
+        raise MonitorError(f"{rest[0]}: cannot write it: {describe_host(exc)}") from None
     except SysError as exc:
-        raise _failed("dump", exc) from None
+        raise refused("dump", exc) from None
     monitor.out.write(f"dump: {result.pages} pages, {result.dumpsize} bytes of minidump, "
                       f"{result.file_size} bytes written to {rest[0]} ({COMPRESSIONS[compression]})\n")
 

@@ -232,7 +232,7 @@ class Mesh:
         error = cp.access(int(read), int(write), 0)
         if error:
             self.detach(cp)
-            raise GeomError(error, f"{name}: open for {'write' if write else 'read'} refused (errno {error})")
+            raise GeomError(error, f"{name}: open for {'write' if write else 'read'}")
         return cp
 
     def close(self, cp: Consumer) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from kernel_sim.errnos import strerror as strerror  # the guest's strerror(3), from the one errno table
+
 # sys/sys/fcntl.h
 O_RDONLY, O_WRONLY, O_RDWR, O_ACCMODE = 0x0000, 0x0001, 0x0002, 0x0003
 O_NONBLOCK, O_APPEND, O_CREAT, O_TRUNC, O_EXCL = 0x0004, 0x0008, 0x0200, 0x0400, 0x0800
@@ -30,27 +32,6 @@ EPERM, ENOENT, ESRCH, EINTR, EIO, ENXIO, E2BIG, ENOEXEC, EBADF = 1, 2, 3, 4, 5, 
 ENOMEM, EACCES, EFAULT, EBUSY, EEXIST, EXDEV, ENODEV, ENOTDIR, EISDIR, EINVAL = 12, 13, 14, 16, 17, 18, 19, 20, 21, 22
 EMFILE, ENOTTY, EFBIG, ENOSPC, ESPIPE, EROFS, EMLINK, EDOM, ERANGE = 24, 25, 27, 28, 29, 30, 31, 33, 34
 EOPNOTSUPP, ELOOP, ENAMETOOLONG, ENOTEMPTY, EINTEGRITY = 45, 62, 63, 66, 97
-
-# FreeBSD's strerror (lib/libc/gen/errlst.c) for the errnos the kernel returns.
-STRERROR = {
-    EPERM: "Operation not permitted", ENOENT: "No such file or directory", ESRCH: "No such process",
-    EINTR: "Interrupted system call", EIO: "Input/output error", ENXIO: "Device not configured",
-    E2BIG: "Argument list too long", ENOEXEC: "Exec format error", EBADF: "Bad file descriptor",
-    ENOMEM: "Cannot allocate memory", EACCES: "Permission denied", EFAULT: "Bad address",
-    EBUSY: "Device busy", EEXIST: "File exists", EXDEV: "Cross-device link",
-    ENODEV: "Operation not supported by device", ENOTDIR: "Not a directory", EISDIR: "Is a directory",
-    EINVAL: "Invalid argument", EMFILE: "Too many open files", ENOTTY: "Inappropriate ioctl for device",
-    EFBIG: "File too large", ENOSPC: "No space left on device", ESPIPE: "Illegal seek",
-    EROFS: "Read-only file system", EMLINK: "Too many links", EDOM: "Numerical argument out of domain",
-    ERANGE: "Result too large", EOPNOTSUPP: "Operation not supported",
-    ELOOP: "Too many levels of symbolic links", ENAMETOOLONG: "File name too long",
-    ENOTEMPTY: "Directory not empty", EINTEGRITY: "Integrity check failed",
-}
-
-
-def strerror(errno: int) -> str:
-    return STRERROR.get(errno, f"Unknown error: {errno}")
-
 
 class SysError(Exception):
     """A failed system call: `errno` is FreeBSD's number; str() is the kernel's detail for logs."""

@@ -13,12 +13,12 @@ as sysctl_register_oid numbers them.
 
 from __future__ import annotations
 
-import errno
 import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from kernel_sim.errnos import NUMBER as ERRNO
 from kernel_sim.errors import InputError
 from kernel_sim.loader.sizes import parse_int
 
@@ -49,7 +49,7 @@ class SysctlError(Exception):
     def __init__(self, errno_name: str, name: str, message: str) -> None:
         super().__init__(message)
         self.errno_name = errno_name
-        self.errno = getattr(errno, errno_name)
+        self.errno = ERRNO[errno_name]
         self.name = name
         self.message = message
 

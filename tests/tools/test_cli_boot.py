@@ -62,9 +62,21 @@ def test_monitor_commands_run_when_the_boot_stops(capsys):
     assert f"40000000: 0x{int.from_bytes(first_word, 'little'):08x}" in out
 
 
-def test_monitor_bad_address_is_an_input_error(capsys):
-    code, _, err = run_cli(capsys, "boot", "--console", "/dev/null", "-x", "x/1 0x10000000")
-    assert_input_error(code, err, "-x x/1 0x10000000", "0x10000000")
+def test_monitor_refusal_is_a_result_and_the_next_commands_run(capsys):
+    # an address nothing answers at, then a sysctl that does not exist: both refused, both reported,
+    # and the command after them still runs; the boot's own exit status stands
+    code, out, err = run_cli(capsys, "boot", "--console", "/dev/null", "-x", "x/1 0x10000000",
+                             "-x", "sysctl no.such.oid", "-x", "sysctl hw.physmem")
+    assert code == 0 and err == ""
+    assert "cannot access virtual address 0x10000000" in out
+    assert "sysctl: unknown oid 'no.such.oid'" in out
+    assert "hw.physmem: " in out
+
+
+def test_malformed_monitor_command_is_an_input_error_and_stops_the_list(capsys):
+    code, out, err = run_cli(capsys, "boot", "--console", "/dev/null", "-x", "x/1 0xzz", "-x", "sysctl hw.physmem")
+    assert_input_error(code, err, "-x x/1 0xzz")
+    assert "hw.physmem" not in out
 
 
 @pytest.mark.parametrize("argv, needles", [

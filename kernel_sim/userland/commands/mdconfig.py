@@ -38,6 +38,8 @@ from kernel_sim.dev.md import (
     MDNPAD,
     MdIoctl,
 )
+from kernel_sim.errnos import TEXT as ERRNO_TEXT
+from kernel_sim.errnos import strerror
 from kernel_sim.geom.md import MD_TYPE_NAMES
 from kernel_sim.humanize import humanize_number
 from kernel_sim.kern.sysapi import O_RDWR, S_IFMT, S_IFREG, Sys, SysError
@@ -63,13 +65,6 @@ USAGE = (
     "\t\t       %dk (kB), %dm (MB), %dg (GB), \n"
     "\t\t       %dt (TB), or %dp (PB)\n"
 )
-
-# sys/sys/errno.h messages (FreeBSD strerror) for what md's ioctls return.
-STRERROR = {1: "Operation not permitted", 2: "No such file or directory", 5: "Input/output error",
-            12: "Cannot allocate memory", 13: "Permission denied", 14: "Bad address", 16: "Device busy",
-            20: "Not a directory", 21: "Is a directory", 22: "Invalid argument", 25: "Inappropriate ioctl for device",
-            28: "No space left on device", 30: "Read-only file system", 33: "Numerical argument out of domain",
-            45: "Operation not supported", 63: "File name too long"}
 
 _OPTIONS = {"async": MD_ASYNC, "cache": MD_CACHE, "cluster": MD_CLUSTER, "compress": MD_COMPRESS,
             "force": MD_FORCE, "readonly": MD_READONLY, "ro": MD_READONLY, "reserve": MD_RESERVE,
@@ -239,7 +234,7 @@ def _os_call(fn: Callable[..., Any], sys: Sys, path: str) -> Any:
     try:
         return fn(sys, path)
     except SysError as exc:
-        raise OSError(exc.errno, STRERROR.get(exc.errno, f"Unknown error: {exc.errno}"), path) from None
+        raise OSError(exc.errno, strerror(exc.errno), path) from None
 
 
 def _writable(sys: Sys, path: str) -> bool:
@@ -298,7 +293,7 @@ def _main(port: MdctlPort | Callable[[], MdctlPort], argv: list[str], out: list[
             try:
                 fflag = realpath_strict(realpath, optarg)
             except OSError as exc:
-                errx(f"realpath: {STRERROR.get(exc.errno or 0, exc.strerror)}")
+                errx(f"realpath: {ERRNO_TEXT.get(exc.errno or 0, exc.strerror)}")
         elif ch == "o":
             name = optarg[2:] if optarg.startswith("no") and optarg[2:] in _OPTIONS else optarg
             if name not in _OPTIONS:
@@ -402,13 +397,13 @@ def _main(port: MdctlPort | Callable[[], MdctlPort], argv: list[str], out: list[
         options &= ~MD_AUTOUNIT
 
     def ioctl_failed(exc: MdctlError) -> int:
-        err.append(f"{PROG}: ioctl(/dev/mdctl): {STRERROR.get(exc.errno, f'Unknown error: {exc.errno}')}\n")
+        err.append(f"{PROG}: ioctl(/dev/mdctl): {strerror(exc.errno)}\n")
         return 1
 
     try:
         driver = MdctlClient(port() if callable(port) and not hasattr(port, "ioctl") else port)  # type: ignore
     except MdctlError as exc:                                           # err(1, "open(/dev/%s)", MDCTL_NAME)
-        errx(f"open(/dev/mdctl): {STRERROR.get(exc.errno, f'Unknown error: {exc.errno}')}")
+        errx(f"open(/dev/mdctl): {strerror(exc.errno)}")
         raise  # pragma: no cover - errx raises
     if action == "ATTACH":
         try:
@@ -453,12 +448,12 @@ def _set_file(fn: str, mediasize: int, realpath: Callable[[str], str], stat: Cal
     try:
         path = realpath_strict(realpath, fn)
     except OSError as exc:
-        errx(f"could not find full path for {fn}: {STRERROR.get(exc.errno or 0, exc.strerror)}")
+        errx(f"could not find full path for {fn}: {ERRNO_TEXT.get(exc.errno or 0, exc.strerror)}")
         raise  # pragma: no cover - errx raises
     try:
         st = stat(path)
     except OSError as exc:
-        errx(f"could not open {fn}: {STRERROR.get(exc.errno or 0, exc.strerror)}")
+        errx(f"could not open {fn}: {ERRNO_TEXT.get(exc.errno or 0, exc.strerror)}")
         raise  # pragma: no cover
     if st.st_mode & S_IFMT != S_IFREG:
         errx(f"{fn} is not a regular file")
