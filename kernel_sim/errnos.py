@@ -83,6 +83,14 @@ def describe_host(exc: OSError) -> str:
     return f"{text} ({name})" if name else text
 
 
+_from_host: dict[int, int] = {}
+
+
 def from_host(host_errno: int, default: int = 5) -> int:
-    """A host OSError's errno (Linux numbering) as FreeBSD's number, by name; EIO if FreeBSD has none."""
-    return NUMBER.get(_host.errorcode.get(host_errno, ""), default)
+    """A host OSError's errno (Linux numbering) as FreeBSD's number, by name; EIO if FreeBSD has none.
+
+    Looked up through every FreeBSD name the host also defines, so aliases (Linux's EOPNOTSUPP is
+    its ENOTSUP, EWOULDBLOCK its EAGAIN) land on FreeBSD's number too."""
+    if not _from_host:
+        _from_host.update({getattr(_host, name): number for name, number in NUMBER.items() if hasattr(_host, name)})
+    return _from_host.get(host_errno, default)
