@@ -21,5 +21,5 @@ def test_describe_gives_text_and_name():
 def test_host_errnos_map_by_name_to_freebsd_numbers():
     assert errnos.from_host(host.EOPNOTSUPP) == 45          # 95 on Linux
     assert errnos.from_host(host.ELOOP) == 62                # 40 on Linux
-    assert errnos.from_host(host.EHWPOISON) == 5             # no FreeBSD counterpart: EIO
+    assert errnos.from_host(host.ENOKEY) == 5                # no FreeBSD counterpart: EIO
     assert errnos.describe_host(PermissionError(host.EACCES, "Permission denied")) == "Permission denied (EACCES)"
