@@ -6,7 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from kernel_sim.errors import InputError
 from kernel_sim.guest.abi import MIB
 
 
@@ -64,14 +63,23 @@ def cmd_plan(args: argparse.Namespace, request) -> int:
     prep = prepare(request)
     plan = plan_boot(prep)
     if args.picture is not None:
-        from tools.pictures import kva_png, kva_svg, write_picture
-
-        if plan.kva is None:
-            raise InputError("no KVA layout to draw: the predicted boot fails before vm_ksubmap_init",
-                             "--picture")
-        write_picture(Path(args.picture), lambda: kva_svg(plan), lambda path: kva_png(plan, path), "--picture")
+        _draw(Path(args.picture), prep, plan)
     if args.json:
         print(json.dumps(plan_json(prep, plan), indent=2))
     else:
         print_plan(prep, plan)
     return plan.exit_code
+
+
+def _draw(path: Path, prep, plan) -> None:
+    """The KVA layout, or, when the boot is predicted to fail before there is one, the boot layout."""
+    from tools.pictures import bars_png, bars_svg, boot_layout_bars, kva_bars, write_picture
+
+    if plan.kva is not None:
+        picture = kva_bars(plan)
+    else:
+        picture = boot_layout_bars(prep, plan)
+        print(f"armboard: --picture: no KVA layout: the boot is predicted to fail in {plan.stage}, before "
+              f"vm_ksubmap_init; {path} shows the boot layout (kernel, modules and metadata against "
+              "LOCORE_MAP_MB and NKPT2PG)", file=sys.stderr)
+    write_picture(path, lambda: bars_svg(*picture), lambda out: bars_png(*picture, out), "--picture")
