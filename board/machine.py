@@ -452,7 +452,11 @@ class Machine:
             d.base <= pa < d.base + d.size for d in self.devices.values())
 
     def add_breakpoint(self, va: int) -> None:
-        """Stop when the guest is about to execute va (a hook on that one address: no cost elsewhere)."""
+        """Stop when the guest is about to execute the address va, before it runs.
+
+        va is the CPU's current address: virtual with the MMU on, physical with it off (code that runs
+        both ways needs one breakpoint per alias). A hook on that one address costs nothing elsewhere:
+        Unicorn emits the callback only into blocks that hold it."""
         def hit(uc: Uc, address: int, size: int, _user: object) -> None:
             self._stop(Stop("breakpoint", detail=f"breakpoint at 0x{address:08x}"))
 

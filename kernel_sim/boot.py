@@ -82,7 +82,7 @@ class PreparedBoot:
 @dataclass
 class BootResult:
     exit_code: int
-    status: str                      # "halted", "stopped", "failed", "timeout"
+    status: str                      # "halted", "stopped", "failed", "timeout", "unreached" (--stop-at)
     stage: str
     message: str
     machine: Machine
@@ -288,11 +288,67 @@ def boot_registers(prep: PreparedBoot, machine: Machine) -> tuple[int, int, int]
     return 0, 0, 0
 
 
+@dataclass(frozen=True)
+class StopPoint:
+    """Where `--stop-at SYMBOL|0xADDR` stops: the first execution of any of its addresses."""
+
+    name: str
+    addresses: tuple[int, ...]     # a kernel symbol: its VA and, before the MMU is on, its PA alias
+
+    def describe(self) -> str:
+        if self.name.startswith("0x"):
+            return self.name
+        where = " or ".join(f"0x{a:08x}" for a in self.addresses)
+        return f"{self.name} ({where})"
+
+
+def physical_alias(image: GuestImage, va: int) -> int | None:
+    """The physical address of a kernel VA, through the PT_LOAD segment holding it (None outside)."""
+    seg = next((s for s in image.segments if s.vaddr <= va < s.vaddr + s.memsz), None)
+    return None if seg is None else va - seg.vaddr + seg.paddr
+
+
+def stop_point(image: GuestImage, spec: str) -> StopPoint | None:
+    """None for halt and handover; a symbol stops at its VA and at its PA (locore runs with the MMU off)."""
+    if spec in ("halt", "handover"):
+        return None
+    if spec.lower().startswith("0x"):
+        try:
+            address = int(spec, 16)
+        except ValueError:
+            address = -1
+        if not 0 <= address <= 0xFFFFFFFF:
+            raise InputError(f"'{spec}' is not a 32-bit hexadecimal address", "--stop-at")
+        return StopPoint(f"0x{address:08x}", (address,))
+    va = image.symbols.get(spec)
+    if va is None:
+        raise InputError(f"unknown stop point '{spec}' (use handover, halt, a guest kernel symbol such as "
+                         "_start, initarm or pmap_bootstrap, or an address 0xADDR)", "--stop-at")
+    pa = physical_alias(image, va)
+    return StopPoint(spec, (va,) if pa is None or pa == va else (va, pa))
+
+
 def run(prep: PreparedBoot, machine: Machine | None = None) -> BootResult:
-    """Boot to the hand-over, then mi_startup (unless stopping earlier)."""
+    """Boot to the hand-over, then mi_startup (unless stopping earlier).
+
+    A `--stop-at` symbol or address the CPU never executes makes the boot end with exit status 1 and
+    says so (after the hand-over only Python runs: no guest instruction can reach it any more)."""
+    machine = machine or build_machine(prep)
+    point = stop_point(prep.image, prep.request.stop_at)
+    for address in point.addresses if point else ():
+        machine.add_breakpoint(address)
+    result = _boot(prep, machine, point)
+    if point is not None and result.status != "stopped":
+        result.message = (f"The stop point {point.describe()} was never reached; the boot ended in "
+                          f"{result.stage}: {result.message}")
+        if result.exit_code == 0:
+            result.exit_code, result.status = 1, "unreached"
+    return result
+
+
+def _boot(prep: PreparedBoot, machine: Machine, point: StopPoint | None) -> BootResult:
     from board.ucapi import UC_ARM_REG_R0
 
-    machine = machine or build_machine(prep)
     events: list[GateEvent] = []
 
     def gate(m: Machine, nr: int) -> object:
@@ -305,24 +361,20 @@ def run(prep: PreparedBoot, machine: Machine | None = None) -> BootResult:
     for reg, value in ((UC_ARM_REG_R0, r0), (UC_ARM_REG_R0 + 1, r1), (UC_ARM_REG_R0 + 2, r2)):
         machine.uc.reg_write(reg, value)
     image = prep.image
-    seg = next(s for s in image.segments if s.vaddr <= image.entry < s.vaddr + s.memsz)
-    entry_pa = image.entry - seg.vaddr + seg.paddr
-    if prep.request.stop_at not in ("halt", "handover"):
-        va = image.symbols.get(prep.request.stop_at)
-        if va is None:
-            raise InputError(f"unknown stop point '{prep.request.stop_at}' (use handover, halt or a "
-                             "guest kernel symbol such as initarm or pmap_bootstrap)", "--stop-at")
-        machine.add_breakpoint(va)
+    entry_pa = physical_alias(image, image.entry)
+    if entry_pa is None:
+        raise InputError(f"the entry point 0x{image.entry:08x} is in no PT_LOAD segment", str(image.elf_path))
     stop = machine.run(entry_pa, timeout=prep.request.timeout)
     result = BootResult(1, "failed", "early boot", "", machine, prep, stop=stop)
     if stop.kind == "timeout":
         result.exit_code, result.status = 3, "timeout"
         result.message = f"Boot stopped: the {stop.detail}, before the guest halted."
         return result
-    if stop.kind == "breakpoint":
-        result.exit_code, result.status = 0, "stopped"
-        result.stage = prep.request.stop_at
-        result.message = f"Stopped at {prep.request.stop_at} (pc 0x{machine.pc:08x})."
+    if stop.kind == "breakpoint" and point is not None:
+        result.exit_code, result.status, result.stage = 0, "stopped", point.name
+        pc = machine.pc
+        alias = f", the physical address of 0x{point.addresses[0]:08x}" if pc != point.addresses[0] else ""
+        result.message = f"Stopped at {point.name} (pc 0x{pc:08x}{alias})."
         return result
     if stop.kind != "hypercall":
         result.message = f"Boot failed: the guest stopped unexpectedly: {stop.detail}."

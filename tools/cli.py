@@ -59,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(boot)
     boot.add_argument("--console", type=Path, help="write the console to FILE instead of the terminal")
     boot.add_argument("--timeout", type=float, default=60.0, help="wall-clock limit in seconds (exit 3)")
-    boot.add_argument("--stop-at", default="halt", help="handover, halt (default) or a guest kernel symbol")
+    boot.add_argument("--stop-at", default="halt", metavar="handover|halt|SYMBOL|0xADDR",
+                      help="stop at the hand-over, at the end (default), at a guest kernel symbol (at its "
+                           "physical address too, before the MMU is on) or at an address; exit 1 if never reached")
     boot.add_argument("--mmu", default="unicorn", choices=("unicorn", "python"),
                       help="who answers the CPU's TLB fills (python: the MMU simulator)")
     boot.add_argument("--shell", action="store_true",

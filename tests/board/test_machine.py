@@ -113,3 +113,21 @@ def test_timeout_stops_a_spinning_guest():
     m = machine(words(0xEAFFFFFE))   # b .
     stop = m.run(RAM, timeout=0.2)
     assert stop.kind == "timeout"
+
+
+def test_breakpoints_stop_before_the_first_one_reached():
+    # mov r0, #1 ; mov r0, #2 ; mov r0, #3 ; svc 0x123456 (r1 is not the exit reason: status 1)
+    code = words(0xE3A00001, 0xE3A00002, 0xE3A00003, 0xEF123456)
+    m = machine(code)
+    m.add_breakpoint(RAM + 8)
+    m.add_breakpoint(RAM + 4)
+    m.add_breakpoint(RAM + 0x1000)                       # never executed
+    stop = m.run(RAM, timeout=5)
+    assert stop.kind == "breakpoint" and m.pc == RAM + 4
+    assert m.uc.reg_read(UC_ARM_REG_R0) == 1             # the instruction at the breakpoint has not run
+
+
+def test_a_breakpoint_never_executed_does_not_stop_the_guest():
+    m = machine(words(0xE3A00018, 0xEF123456))           # mov r0, #0x18 (SYS_EXIT) ; svc 0x123456
+    m.add_breakpoint(RAM + 0x1000)
+    assert m.run(RAM, timeout=5).kind == "exit"

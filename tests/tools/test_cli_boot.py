@@ -90,6 +90,7 @@ def test_malformed_monitor_command_is_an_input_error_and_stops_the_list(capsys):
     (["-o", "LOCORE_MAP_MB=0"], ["-o LOCORE_MAP_MB=0"]),
     (["-o", "NO_SUCH_OPTION=1"], ["NO_SUCH_OPTION"]),
     (["--stop-at", "no_such_symbol"], ["--stop-at"]),
+    (["--stop-at", "0xnothex"], ["--stop-at", "hexadecimal address"]),
     (["--frobnicate"], ["unrecognized"]),
 ])
 def test_bad_arguments(capsys, argv, needles):
@@ -184,3 +185,20 @@ def test_bad_kmem_inputs_stop_before_the_guest_runs(capsys, tmp_path, conf, argv
     code, out, err = run_cli(capsys, "boot", "--loader-conf", str(path), *argv)
     assert_input_error(code, err, *needles)
     assert out == ""                      # refused before locore printed anything
+
+
+def test_stop_at_a_point_never_reached_exits_1_with_one_line(capsys):
+    code, out, err = run_cli(capsys, "boot", "--stop-at", "0x12345678")
+    assert code == 1 and "The operating system has halted." in out
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("armboard: The stop point 0x12345678 was never reached; "
+                                                   "the boot ended in mi_startup")
+
+
+def test_stop_at_start_stops_before_locore_runs(capsys):
+    code, out, err = run_cli(capsys, "boot", "--stop-at", "_start", "--json")
+    import json
+
+    data = json.loads(out)
+    assert code == 0 and data["status"] == "stopped" and data["stage"] == "_start"
+    assert data["message"] == "Stopped at _start (pc 0x40000000, the physical address of 0xc0000000)."
