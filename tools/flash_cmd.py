@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from board.devices.cfi import CfiGeometry
 from kernel_sim.errors import InputError
 from kernel_sim.geom.map_hints import (
     MAP_MAX_MARKER_LEN,
@@ -635,12 +636,15 @@ def cmd_build(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_map(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    geometry: CfiGeometry | None = None
+    source = "--erase-block"
     if getattr(args, "profile", None):
-        args.sector_size, args.erase_block = _profile_geometry(args.profile)
+        geometry, source = _profile_geometry(args.profile)
+        args.sector_size = geometry.bank_width     # the cfi driver's sector is the bus width
     if args.sector_size <= 0:
         raise InputError(f"--sector-size {args.sector_size} must be positive")
-    erase_block = parse_size(args.erase_block, where="--erase-block") if args.erase_block else _example_block()
-    if erase_block <= 0:
+    erase_block = parse_size(args.erase_block, where="--erase-block") if args.erase_block else None
+    if erase_block is not None and erase_block <= 0:
         raise InputError("the erase block must be positive", "--erase-block")
     hints = parse_hints(args.flash_hints)
     image: Path = args.image
@@ -654,6 +658,12 @@ def cmd_map(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise InputError("the flash image is a directory", str(image)) from None
     except OSError as exc:
         raise InputError(f"cannot read the flash image: {exc.strerror or exc}", str(image)) from None
+    if erase_block is not None:
+        geometry = None
+    elif geometry is None:
+        geometry, source = _geometry_of_size(media_size)
+    if erase_block is None:
+        erase_block = geometry.erase_regions[0][0]
     problems: list[MapProblem] = []
     try:
         parts = parse_map_hints(hints, args.provider, media_size, args.sector_size, read_from(data),
@@ -674,6 +684,8 @@ def cmd_map(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if p.has_provider and (p.slice_start < 0 or p.dsize < 0 or p.slice_start + p.dsize > media_size):
             err.write(f"armboard: note: {p.provider} ({p.slice_start:#x}+{p.dsize:#x}) is not inside "
                       f"{args.provider} ({media_size:#x} bytes): FreeBSD configures it anyway and its I/O fails\n")
+    for line in misaligned(args.provider, media_size, geometry, erase_block, source, parts):
+        err.write(f"armboard: warning: {line}\n")
     out.write("\nkern.geom.conftxt:\n")
     for line in conftxt_lines(args.provider, media_size, args.sector_size, parts):
         out.write(line + "\n")
@@ -687,14 +699,50 @@ def cmd_map(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 1 if problems else 0
 
 
-def _example_block() -> int:
-    from board.devices.cfi import CfiGeometry
+def erase_block_at(geometry: CfiGeometry | None, erase_block: int, offset: int) -> tuple[int, int]:
+    """(start, size) of the erase block holding offset: the bank's regions, or uniform blocks."""
+    if geometry is not None and 0 <= offset < geometry.size:
+        _index, start, size = geometry.block_at(offset)
+        return start, size
+    return offset - offset % erase_block, erase_block
 
-    return CfiGeometry.geom_map_example().erase_regions[0][0]
+
+def misaligned(provider: str, media_size: int, geometry: CfiGeometry | None, erase_block: int, source: str,
+               parts: list[MapPart]) -> list[str]:
+    """One sentence per partition edge inside an erase block: writing there rewrites a neighbour's bytes.
+
+    The cfi driver writes by erasing and reprogramming each block a write touches (cfi_write_block),
+    so a partition that shares a block with its neighbour cannot be rewritten without touching it."""
+    lines = []
+    for p in parts:
+        if not p.has_provider:
+            continue
+        for edge, offset in (("starts", p.start), ("ends", p.end)):
+            if offset <= 0 or offset >= media_size:
+                continue
+            start, size = erase_block_at(geometry, erase_block, offset)
+            if start == offset:
+                continue
+            outside = offset - start if edge == "starts" else start + size - offset
+            lines.append(f"{p.provider} ({p.start:#x}-{p.end:#x}) {edge} at {offset:#x}, inside the "
+                         f"{format_size(size)} erase block {start:#x}-{start + size:#x} of {provider} ({source}): "
+                         f"a write there also erases and reprograms the {outside:#x} bytes of that block outside it")
+    return lines
 
 
-def _profile_geometry(board: str) -> tuple[int, str]:
-    """(sector size, erase block) of a board's first flash bank: the cfi driver's sector is the bus width."""
+def _geometry_of_size(media_size: int) -> tuple[CfiGeometry, str]:
+    """The flash bank an image of this size is for; geom_map(4)'s 64K-block flash when none is."""
+    from board.machine import FLASH_GEOMETRIES
+
+    for name, make in FLASH_GEOMETRIES.items():
+        geometry = make()
+        if geometry.size == media_size:
+            return geometry, f"the {name} bank, by the image size"
+    return CfiGeometry.geom_map_example(), "geom_map(4)'s flash; give --erase-block or --profile for yours"
+
+
+def _profile_geometry(board: str) -> tuple[CfiGeometry, str]:
+    """The geometry of a board's first flash bank, as the booted kernel's cfi driver sees it."""
     from board.machine import FLASH_GEOMETRIES
     from board.profile import ProfileError, load_profile
 
@@ -704,5 +752,5 @@ def _profile_geometry(board: str) -> tuple[int, str]:
         raise InputError(str(exc), "--profile") from None
     if not profile.flash:
         raise InputError(f"board {profile.name} has no flash", "--profile")
-    geometry = FLASH_GEOMETRIES[profile.flash[0].geometry]()
-    return geometry.bank_width, str(geometry.erase_regions[0][0])
+    bank = profile.flash[0]
+    return FLASH_GEOMETRIES[bank.geometry](), f"board {profile.name}, {bank.name}"

@@ -186,6 +186,54 @@ def test_map_notes_a_slice_past_the_media(built, tmp_path, capsys) -> None:
     assert "map/past (0x7f0000+0x20000) is not inside cfid0 (0x800000 bytes)" in captured.err
 
 
+MISALIGNED_HINTS = ('hint.map.0.at="cfid0"\nhint.map.0.start=0x41000\nhint.map.0.end=0x150000\n'
+                    'hint.map.0.name="kern"\n'
+                    'hint.map.1.at="cfid0"\nhint.map.1.start=0x150000\nhint.map.1.end=0x7e8000\n'
+                    'hint.map.1.name="tail"\n')
+
+
+def test_map_warns_of_partitions_inside_an_erase_block(built, tmp_path, capsys) -> None:
+    image, _ = built
+    hints = tmp_path / "odd.hints"
+    hints.write_text(MISALIGNED_HINTS)
+    assert flash("map", image, "--hints", hints) == 0        # geom_map splits it all the same
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "armboard: warning: map/kern (0x41000-0x150000) starts at 0x41000, inside the 64K erase block "
+        "0x40000-0x50000 of cfid0 (the geom-map-example bank, by the image size): a write there also erases "
+        "and reprograms the 0x1000 bytes of that block outside it",
+        "armboard: warning: map/tail (0x150000-0x7e8000) ends at 0x7e8000, inside the 64K erase block "
+        "0x7e0000-0x7f0000 of cfid0 (the geom-map-example bank, by the image size): a write there also erases "
+        "and reprograms the 0x8000 bytes of that block outside it",
+    ]
+    assert flash("map", image, "--hints", hints, "--profile", "embedded") == 0
+    err = capsys.readouterr().err
+    assert err.count("armboard: warning: ") == 2
+    assert "64K erase block 0x40000-0x50000 of cfid0 (board embedded, flash0)" in err
+    assert flash("map", image, "--hints", hints, "--erase-block", "4K") == 0
+    assert "warning" not in capsys.readouterr().err          # 4 KiB blocks: both edges are on a boundary
+
+
+def test_map_of_the_example_warns_of_nothing(built, capsys) -> None:
+    image, hints_path = built
+    assert flash("map", image, "--hints", hints_path) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_map_takes_the_erase_block_of_the_bank_the_image_size_names(tmp_path, capsys) -> None:
+    image = tmp_path / "virt.img"
+    with image.open("wb") as f:
+        f.truncate(64 << 20)                                 # one bank of QEMU's virt flash: 256 KiB sectors
+    hints = tmp_path / "virt.hints"
+    hints.write_text('hint.map.0.at="cfid0"\nhint.map.0.start=0x10000\nhint.map.0.end=0x80000\n'
+                     'hint.map.0.name="boot"\n')
+    assert flash("map", image, "--hints", hints) == 0
+    err = capsys.readouterr().err
+    assert err == ("armboard: warning: map/boot (0x10000-0x80000) starts at 0x10000, inside the 256K erase block "
+                   "0x0-0x40000 of cfid0 (the qemu-virt bank, by the image size): a write there also erases and "
+                   "reprograms the 0x10000 bytes of that block outside it\n")
+
+
 def test_map_missing_image(tmp_path) -> None:
     with pytest.raises(InputError, match="no such file"):
         flash("map", tmp_path / "none.img", "--hints", REFERENCE_HINTS)
