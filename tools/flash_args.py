@@ -17,7 +17,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     sub = flash.add_subparsers(dest="flash_command", required=True, metavar="{build,map}")
     build = sub.add_parser("build", help="write a flash image and its device.hints from a layout TOML")
     build.add_argument("layout", type=Path, metavar="LAYOUT.toml",
-                       help="the layout (format: tools/flash_cmd.py; example: images/geom_map-example)")
+                       help="the layout (format: README \"Flash layout files\"; example: images/geom_map-example)")
     build.add_argument("-o", dest="flash_output", type=Path, required=True, metavar="FLASH.img",
                        help="the image to write")
     build.add_argument("-H", dest="flash_hints", type=Path, metavar="FILE",
@@ -32,7 +32,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     fmap.add_argument("--sector-size", type=int, default=DEFAULT_SECTOR_SIZE, metavar="N",
                       help=f"the disk's sector size (default {DEFAULT_SECTOR_SIZE}, geom_map(4)'s cfid0)")
     fmap.add_argument("--erase-block", default=None, metavar="SIZE",
-                      help="erase block for the picture (default 64K, geom_map(4)'s flash)")
+                      help="uniform erase blocks for the picture and the alignment warnings (default: the "
+                           "bank's, from --profile or the bank of the image's size; else 64K, geom_map(4)'s)")
     fmap.add_argument("--picture", type=Path, metavar="FILE.svg|png", help="draw the partitions")
     fmap.add_argument("--profile", metavar="BOARD",
                       help="take the sector size and erase block from BOARD's first flash bank, as the booted "

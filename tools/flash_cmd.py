@@ -8,6 +8,7 @@ device.hints geom_map(4) needs to split it. The layout (paths relative to the TO
     erase_block = "64K"        # the size must be a whole number of erase blocks
     fill = 0xFF                # what unwritten bytes hold (default 0xFF: erased NOR)
     provider = "cfid0"         # hint.map.N.at (default cfid0)
+    sector_size = 4            # the disk's sector size the split is checked with (default 4)
 
     [[part]]                   # one per partition, hint.map.N in file order
     name = "kernel"            # map/<name>
@@ -32,6 +33,9 @@ out exactly where the layout put it, or the build fails saying why.
 ``flash map flash.img --hints device.hints`` prints that split: the MAP lines (with -v, as with
 bootverbose), a table and the kern.geom.conftxt lines (geom_dump.c g_conftxt), and draws it with
 ``--picture FILE.svg|png``. Exit status 1 if a hint.map.N was skipped or nothing was configured.
+A partition that starts or ends inside an erase block of the bank (its CFI geometry from --profile or
+from the image's size; --erase-block for uniform blocks) gets an `armboard: warning:` line on stderr.
+README.md ("Flash layout files") documents the layout with a complete example.
 """
 
 from __future__ import annotations

@@ -83,12 +83,47 @@ def test_example_image_is_the_flash_size_with_its_contents(built) -> None:
     image, _ = built
     data = image.read_bytes()
     assert len(data) == 8 * 1024 * 1024
-    assert data[0x150000:0x150000 + 23] == b"#!/bin/sh\n#V2.0 Format\n"
+    uzip = (EXAMPLE.parent / "rootfs.uzip").read_bytes()
+    assert uzip.startswith(b"#!/bin/sh\n#V2.0 Format\n")                 # mkuzip's header: the search key
+    assert data[0x150000:0x150000 + len(uzip)] == uzip
+    assert data[0x150000 + len(uzip):0x7E0000] == b"\xff" * (0x7E0000 - 0x150000 - len(uzip))
     assert data[:24] == b"armboard fake bootloader"
     assert data[0x30000:0x3001B] == b"armboard fake factory data\n"
     assert data[0x40015:0x40015 + 0x10F000] == bytes(0x10F000)        # the kernel's fill after its marker
     assert data[0x40015 + 0x10F000:0x150000] == b"\xff" * (0x150000 - 0x40015 - 0x10F000)   # erased
     assert data[-1] == 0xFF
+
+
+def test_example_boot_opens_the_rootfs_uzip_and_the_guest_mounts_it(built, tmp_path, capsys) -> None:
+    """The embedded board booting the example (README "Firmware layouts"): a real image, no complaint."""
+    image, hints_path = built
+    flash_copy = tmp_path / "flash.img"                 # the boot maps the file shared: keep the fixture's
+    flash_copy.write_bytes(image.read_bytes())
+    console = tmp_path / "console.txt"
+    code = cli.main(["boot", "--board", "embedded", "--kernconf", str(ROOT / "images" / "EMBEDDED"),
+                     "--flash", f"flash0={flash_copy}", "--hints", str(hints_path), "--console", str(console),
+                     "-c", "mount -r /dev/map/rootfs.uzip /mnt && cat /mnt/etc/version && "
+                           "dd if=/dev/map/rootfs.uzip of=/dev/null bs=64k"])
+    text = console.read_text()
+    assert code == 0, capsys.readouterr().err
+    assert "should be multiple of" not in text and "block size" not in text
+    assert "armboard geom_map(4) example rootfs 1\n" in text
+    assert "16+0 records in" in text                    # the whole 1 MiB UFS image, read through UZIP
+
+
+def test_the_readme_layout_builds_the_man_pages_hints(tmp_path) -> None:
+    """README's "Flash layout files" example is a complete layout: with files of its names it builds."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("#### Flash layout files"):]
+    toml = section[section.index("```toml\n") + 8:section.index("```\n", section.index("```toml\n") + 8)]
+    (tmp_path / "u-boot.bin").write_bytes(b"u-boot\n".ljust(0x20000, b"\0"))
+    (tmp_path / "kernel.bin").write_bytes(b"kernel\n".ljust(0x10F000, b"\0"))    # ends in 0x140000-0x150000
+    (tmp_path / "rootfs.uzip").write_bytes((EXAMPLE.parent / "rootfs.uzip").read_bytes())
+    layout = write_layout(tmp_path, toml)
+    out = tmp_path / "flash.img"
+    assert flash("build", layout, "-o", out) == 0
+    ours = [(h.key, h.value) for h in parse_hints(out.with_name("flash.img.hints"))]
+    assert ours == [(h.key, h.value) for h in parse_hints(REFERENCE_HINTS)]
 
 
 def test_example_hints_are_the_man_pages(built) -> None:

@@ -1,4 +1,5 @@
-"""`armboard mkroot` and the committed default root image it builds from images/rootfs."""
+"""`armboard mkroot` and the committed images it builds: images/rootfs.img, and the geom_map example's
+rootfs.uzip (mkroot, then mkuzip)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from kernel_sim.fs.ufs import mount_bytes
+from kernel_sim.geom import uzip_format as uf
 from tools.cli import main
 from tools.mkroot_cmd import DEFAULT_EPOCH, DEFAULT_IMAGE, DEFAULT_TREE, PLACEHOLDER, SPECIAL_MODES
 
@@ -29,8 +31,8 @@ def tree_entries(tree: Path) -> dict[str, bytes | None]:
     return out
 
 
-def image_entries(image: Path) -> dict[str, bytes | None]:
-    fs = mount_bytes(image.read_bytes())
+def image_entries(image: Path | bytes) -> dict[str, bytes | None]:
+    fs = mount_bytes(image if isinstance(image, bytes) else image.read_bytes())
     out: dict[str, bytes | None] = {}
 
     def walk(path: str) -> None:
@@ -54,6 +56,42 @@ def image_entries(image: Path) -> dict[str, bytes | None]:
 def test_the_committed_root_image_holds_exactly_the_tree():
     assert image_entries(DEFAULT_IMAGE) == tree_entries(DEFAULT_TREE), \
         "images/rootfs.img is stale: rebuild it with `./armboard mkroot`"
+
+
+EXAMPLE = DEFAULT_TREE.parent / "geom_map-example"
+EXAMPLE_CLUSTER = 16384                 # mkuzip's default -s, as README's recipe runs it
+
+
+def _example_ufs() -> bytes:
+    image, read = uf.open_image(EXAMPLE / "rootfs.uzip")
+    assert (image.compressor, image.blksz) == ("zlib", EXAMPLE_CLUSTER)
+    return image.read(0, image.mediasize, read)
+
+
+def test_the_example_rootfs_uzip_holds_exactly_its_tree():
+    assert image_entries(_example_ufs()) == tree_entries(EXAMPLE / "rootfs"), \
+        "images/geom_map-example/rootfs.uzip is stale: rebuild it as its README says"
+
+
+def test_the_example_rootfs_uzip_is_what_mkuzip_makes_of_its_ufs_image(tmp_path, capsys):
+    """makefs draws fs_id and inode generations at random, so the UFS image cannot be rebuilt byte for
+    byte; the compression can: mkuzip of the image inside gives the committed bytes again."""
+    ufs = tmp_path / "rootfs.ufs"
+    ufs.write_bytes(_example_ufs())
+    out = tmp_path / "rootfs.uzip"
+    assert main(["mkuzip", "-o", str(out), str(ufs)]) == 0
+    assert out.read_bytes() == (EXAMPLE / "rootfs.uzip").read_bytes()
+
+
+@needs_makefs
+@pytest.mark.interop
+def test_the_example_recipe_rebuilds_the_same_tree(tmp_path, capsys):
+    ufs, out = tmp_path / "rootfs.ufs", tmp_path / "rootfs.uzip"
+    assert main(["mkroot", str(EXAMPLE / "rootfs"), "-o", str(ufs), "-s", "1m"]) == 0
+    assert main(["mkuzip", "-o", str(out), str(ufs)]) == 0
+    image, read = uf.open_image(out)
+    assert image.mediasize == len(_example_ufs())
+    assert image_entries(image.read(0, image.mediasize, read)) == tree_entries(EXAMPLE / "rootfs")
 
 
 @needs_makefs
