@@ -212,26 +212,13 @@ def prepare(request: BootRequest) -> PreparedBoot:
     image = read_kernel_elf(request.kernel) if request.kernel else guest_image()
     options = {name: int(kernconf.value(name) or 0)
                for name in ("LOCORE_MAP_MB", "NKPT2PG", "INVARIANTS", "MD_ROOT", "MD_ROOT_SIZE")}
-    md_root_size = options["MD_ROOT_SIZE"] * 1024 if options["MD_ROOT"] else 0
-    mfs_image = kernconf.mfs_image
-    if mfs_image is not None:
-        if not md_root_size:
-            raise InputError("makeoptions MFS_IMAGE needs options MD_ROOT and MD_ROOT_SIZE",
-                             kernconf.origin.get("makeoptions MFS_IMAGE", str(request.kernconf)))
-        try:
-            size = mfs_image.stat().st_size
-        except OSError:
-            raise InputError(f"MFS_IMAGE {mfs_image} cannot be read",
-                             kernconf.origin.get("makeoptions MFS_IMAGE", str(request.kernconf))) from None
-        if size > md_root_size:
-            raise InputError(f"MFS_IMAGE {mfs_image} ({size} bytes) is larger than MD_ROOT_SIZE "
-                             f"({md_root_size // 1024} KiB)", kernconf.origin_of("MD_ROOT_SIZE"))
+    embedded_md = layout_mod.mfs_root(kernconf)
     if request.abi != "freebsd" and loader.modules:
         raise InputError("modules can only be preloaded with the FreeBSD boot ABI", "--abi")
     requests = [layout_mod.ModuleRequest(m.name or str(m.path), m.type or "elf module", m.path, m.where)
                 for m in loader.modules]
     plan = layout_mod.plan(image, ram_base=profile.ram_base, ram_size=physmem, footprint=_footprint(request),
-                           md_root_size=md_root_size, modules=requests, env=loader.env)
+                           embedded_md=embedded_md, modules=requests, env=loader.env)
     check_inputs(physmem, profile.console_devmap_va, dict(kernconf.options), loader.env)
     console = profile.console
     config = GuestConfig(
@@ -256,7 +243,7 @@ def build_machine(prep: PreparedBoot) -> Machine:
                       tlb_fill=tlb_fill if prep.request.mmu == "python" else None)
     load_kernel(machine.phys, prep.image)
     write_config(machine.phys, prep.image, prep.config)
-    load_modules(machine.phys, layout, prep.kernconf.mfs_image)
+    load_modules(machine.phys, layout)
     return machine
 
 
