@@ -132,3 +132,19 @@ def test_plan_command_prints_stages_and_predicts_the_exit(capsys, images, tmp_pa
 
     data = json.loads(capsys.readouterr().out)
     assert code == 1 and data["stage"] == "initarm" and data["min_locore_map_mb"] == 210
+
+
+def test_plan_command_shows_the_embedded_root_image(capsys, roots, tmp_path):
+    import json
+
+    from tools.cli import main
+
+    req = embedded_request(roots, tmp_path, "1G", 60, [], [], [], "", "mfs")
+    argv = ["plan", "--no-loader-conf", "--kernconf", str(req.kernconf), "--kernel-footprint", "9M", "--physmem", "1G"]
+    assert main(argv) == 1
+    size = roots[60].stat().st_size
+    assert f"({size // 1024} KiB of it MD_ROOT's embedded image, section mfs)" in capsys.readouterr().out
+    assert main([*argv, "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["embedded_md"]["section"] == "mfs" and data["embedded_md"]["size"] == size
+    assert data["kernel_size"] == 9 * MIB + size and data["min_locore_map_mb"] == 70
