@@ -26,7 +26,7 @@ from kernel_sim.loader.hints import hints_from_env, parse_hints
 from kernel_sim.loader.kernconf import KernelConfig, parse_kernconf
 from kernel_sim.loader.kernel_elf import footprint_of, read_kernel_elf
 from kernel_sim.loader.load import load_kernel, load_modules, write_config
-from kernel_sim.loader.loaderconf import LoaderConf, parse_loader_conf
+from kernel_sim.loader.loaderconf import ROOT_MODULE, LoaderConf, parse_loader_conf
 from kernel_sim.loader.sizes import parse_size
 
 IMAGES = Path(__file__).resolve().parent.parent / "images"
@@ -205,7 +205,7 @@ def prepare(request: BootRequest) -> PreparedBoot:
         for key, value in parse_hints(hints_path).to_env().items():
             loader.env.setdefault(key, value)
     if request.mfsroot is not None:
-        loader.add_module("mfsroot", request.mfsroot, type="md_image", where="--mfsroot",
+        loader.add_module(ROOT_MODULE, request.mfsroot, type="md_image", where="--mfsroot",
                           name=str(request.mfsroot))
     for n, path in enumerate(request.md_images):
         loader.add_module(f"md_image{n}", path, type="md_image", where="--md-image", name=str(path))

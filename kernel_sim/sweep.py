@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from kernel_sim.errors import InputError
 from kernel_sim.loader.options import OPTIONS
@@ -103,6 +104,47 @@ def grid_points(physmem: tuple[str | None, ...], dims: list[Dimension]) -> list[
         raise InputError(f"the grid has {count} points, more than {MAX_POINTS}", "-g")
     combos = itertools.product(physmem, *(d.values for d in dims))
     return [Point(i, c[0], tuple(zip(names, c[1:], strict=True))) for i, c in enumerate(combos)]
+
+
+def root_image(base: dict) -> Path | None:
+    """The root image a boot of `base` preloads: --mfsroot, else loader.conf's root module (or none)."""
+    if base.get("mfsroot") is not None:
+        return Path(base["mfsroot"])
+    if base.get("loader_conf") is None:
+        return None
+    from kernel_sim.loader.loaderconf import ROOT_MODULE, parse_loader_conf
+
+    return next((m.path for m in parse_loader_conf(base["loader_conf"]).modules if m.key == ROOT_MODULE), None)
+
+
+def generated_root(base: dict, size: int, path: Path, where: str) -> Path:
+    """--mfsroot-size: a root image of `size` bytes in the root image's place, as --mfsroot FILE would be.
+
+    Its head is the root image the boot would preload, so md0 still mounts as root (a UFS file system
+    mounts from a device bigger than itself), and the rest is a hole: the kernel's footprint is that of
+    a root image of `size`, and no boot reads or copies the hole. Without a root image it is all hole."""
+    root = root_image(base)
+    with path.open("wb") as out:
+        if root is not None:
+            try:
+                with root.open("rb") as src:
+                    have = src.seek(0, 2)
+                    if have > size:
+                        raise InputError(f"{size} bytes is smaller than the root image it replaces, {root} "
+                                         f"({have} bytes)", where)
+                    src.seek(0)
+                    while block := src.read(_COPY_BLOCK):
+                        if block.count(0) == len(block):
+                            out.seek(len(block), 1)      # keep holes holes
+                        else:
+                            out.write(block)
+            except OSError as exc:
+                raise InputError(f"cannot read the root image {root}: {exc.strerror}", where) from None
+        out.truncate(size)
+    return path
+
+
+_COPY_BLOCK = 64 * 1024
 
 
 def request_for(base: dict, point: Point):

@@ -1,8 +1,8 @@
 """`armboard sweep`: real boots over a grid, in parallel workers, to CSV and JSON, resumable.
 
 Rows already in the output file are kept and their points skipped, so an interrupted sweep resumes
-where it stopped. A generated md image (`--mfsroot-size`) is one sparse file that every boot maps
-copy-on-write: no boot copies it.
+where it stopped. A generated root image (`--mfsroot-size`) takes the root image's place, as
+`--mfsroot` does: one sparse file that every boot maps copy-on-write, so no boot copies it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,16 @@ from pathlib import Path
 
 from kernel_sim.errors import InputError
 from kernel_sim.loader.sizes import parse_size
-from kernel_sim.sweep import COLUMNS, Dimension, Point, grid_points, parse_dimension, parse_physmem, run_point
+from kernel_sim.sweep import (
+    COLUMNS,
+    Dimension,
+    Point,
+    generated_root,
+    grid_points,
+    parse_dimension,
+    parse_physmem,
+    run_point,
+)
 
 _BASE: dict = {}
 
@@ -130,11 +139,7 @@ def cmd_sweep(args: argparse.Namespace, base_request) -> int:
         if args.mfsroot_size is not None:
             size = parse_size(args.mfsroot_size, where="--mfsroot-size")
             image = Path(tmp) / f"mfsroot-{args.mfsroot_size}.img"
-            with image.open("wb") as f:
-                f.truncate(size)                  # sparse: mapped by every boot, never copied
-            # One more md_image after the root image: the root still mounts from md0, and the
-            # blank image is the load (md1, or md0 when booting without a loader.conf).
-            base["md_images"] = [*base.get("md_images", []), image]
+            base["mfsroot"] = generated_root(base, size, image, f"--mfsroot-size {args.mfsroot_size}")
         todo = [p for p in points if p.index not in done]
         rows = list(done.values())
         start = time.perf_counter()

@@ -71,3 +71,57 @@ def test_png_and_svg_pictures(tmp_path, capsys):
     capsys.readouterr()
     assert main(["plan", "--picture", str(tmp_path / "kva.gif")]) == 2
     assert "a picture is .svg or .png" in capsys.readouterr().err
+
+
+def test_generated_root_takes_the_root_images_place_as_mfsroot_does(tmp_path, capsys):
+    """sweep --mfsroot-size, plan --mfsroot and boot --mfsroot answer the same smallest values: the generated
+    image replaces loader.conf's root image (it is not one more md_image beside it) and still mounts."""
+    import shutil
+
+    from kernel_sim.boot import IMAGES
+
+    common = ["--physmem", "1G", "--kernel-footprint", "9M"]
+    out = tmp_path / "s.csv"
+    code = main(["sweep", *common, "--mfsroot-size", "120M", "-g", "LOCORE_MAP_MB=129,130",
+                 "-g", "NKPT2PG=32,33", "-j", "1", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert code == 0, text                                   # plan agrees with every boot
+    assert "1 boot, 3 fail" in text
+    assert "smallest LOCORE_MAP_MB that boots: 130" in text and "smallest NKPT2PG that boots: 33" in text
+    rows = list(csv.DictReader(out.open()))
+    booted = [r for r in rows if r["exit_code"] == "0"]
+    assert [r["options"] for r in booted] == ["LOCORE_MAP_MB=130 NKPT2PG=33"]
+    assert booted[0]["outcome"] == "halted"                  # md0 mounted as root, /etc/rc ran
+
+    root = tmp_path / "root-120M.img"                        # the same input, by hand
+    shutil.copyfile(IMAGES / "rootfs.img", root)
+    with root.open("r+b") as f:
+        f.truncate(120 << 20)
+    assert main(["plan", "--json", *common, "--mfsroot", str(root)]) == 1
+    plan = json.loads(capsys.readouterr().out)
+    assert (plan["min_locore_map_mb"], plan["min_nkpt2pg"]) == (130, 33)
+    assert main(["boot", *common, "--mfsroot", str(root), "-o", "LOCORE_MAP_MB=130", "-o", "NKPT2PG=33"]) == 0
+    assert main(["boot", *common, "--mfsroot", str(root), "-o", "LOCORE_MAP_MB=129", "-o", "NKPT2PG=33"]) == 1
+    capsys.readouterr()
+
+
+def test_generated_root_smaller_than_the_root_image_is_an_input_error(tmp_path, capsys):
+    code = main(["sweep", "--mfsroot-size", "1M", "-g", "NKPT2PG=32", "--out", str(tmp_path / "s.csv")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("armboard: --mfsroot-size 1M: ") and "rootfs.img (8388608 bytes)" in err
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_generated_root_keeps_the_root_images_bytes_and_holes(tmp_path):
+    from kernel_sim.boot import IMAGES
+    from kernel_sim.sweep import generated_root
+
+    made = generated_root({"loader_conf": IMAGES / "loader.conf", "mfsroot": None}, 64 << 20,
+                          tmp_path / "g.img", "--mfsroot-size 64M")
+    original = (IMAGES / "rootfs.img").read_bytes()
+    assert made.stat().st_size == 64 << 20
+    with made.open("rb") as f:
+        assert f.read(len(original)) == original
+    assert made.stat().st_blocks <= (IMAGES / "rootfs.img").stat().st_blocks + 256   # holes stay holes
+    blank = generated_root({"loader_conf": None, "mfsroot": None}, 1 << 20, tmp_path / "b.img", "x")
+    assert blank.read_bytes() == bytes(1 << 20)
