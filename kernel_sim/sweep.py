@@ -19,7 +19,7 @@ from kernel_sim.loader.sizes import parse_size
 
 MAX_POINTS = 100_000
 COLUMNS = ("point", "physmem", "options", "exit_code", "outcome", "stage", "message", "plan_exit_code",
-           "plan_stage", "plan_agrees", "vm_kmem_size", "kvm_free", "kva_remaining", "kstacks_started",
+           "plan_stage", "plan_agrees", "vm_kmem_size", "kmem_cap", "kvm_free", "kva_remaining", "kstacks_started",
            "virtual_seconds", "wall_seconds")
 
 
@@ -165,6 +165,13 @@ def request_for(base: dict, point: Point):
     return boot_mod.BootRequest(overrides=overrides, tunables=tunables, **fields)
 
 
+def kmem_cap(kmem) -> str:
+    """The option or tunable that capped vm_kmem_size in kmeminit ("" when the scale's value stood)."""
+    if kmem is None or not kmem.from_scale or not (kmem.capped_to_max or kmem.overflowed):
+        return ""
+    return "vm.kmem_size_max" if kmem.size_max.source.startswith("tunable") else "VM_KMEM_SIZE_MAX"
+
+
 def run_point(base: dict, point: Point) -> dict:
     """Boot one point (and plan it); the row for the CSV/JSON output."""
     from kernel_sim import boot as boot_mod
@@ -182,11 +189,12 @@ def run_point(base: dict, point: Point) -> dict:
     plan = plan_boot(prep)
     result = boot_mod.run(prep)
     startup = result.startup
+    kmem = startup.kmem if startup else plan.kmem
     row.update(
         exit_code=result.exit_code, outcome=result.status, stage=result.stage, message=result.message,
         plan_exit_code=plan.exit_code, plan_stage=plan.stage,
         plan_agrees=(plan.exit_code, plan.stage) == (result.exit_code, result.stage),
-        vm_kmem_size=startup.kmem.vm_kmem_size if startup else (plan.kmem.vm_kmem_size if plan.kmem else ""),
+        vm_kmem_size=kmem.vm_kmem_size if kmem else "", kmem_cap=kmem_cap(kmem),
         kvm_free=startup.kva.kvm_free if startup else "",
         kva_remaining=startup.kva.kva_remaining if startup else "",
         kstacks_started=len(startup.procs.procs) - 1 if startup and startup.procs else 0,

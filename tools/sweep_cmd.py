@@ -77,16 +77,67 @@ def progress(done: int, total: int, start: float) -> None:
     sys.stderr.flush()
 
 
+SCALE_DIMENSIONS = ("VM_KMEM_SIZE_SCALE", "vm.kmem_size_scale")
+
+
+def _settings(row: dict) -> dict[str, str]:
+    return dict(part.split("=", 1) for part in row["options"].split()) if row["options"] else {}
+
+
+def _mib(values: list[int]) -> str:
+    lo, hi = min(values) // (1 << 20), max(values) // (1 << 20)
+    return f"{lo} MiB" if lo == hi else f"{lo}-{hi} MiB"
+
+
+def scale_summary(rows: list[dict], dim: Dimension) -> list[str]:
+    """What the rows say about a kmem scale dimension: which scales boot, which ones VM_KMEM_SIZE_MAX caps
+    (they all give the same arena), and what a larger scale buys (free KVA) for what it costs (arena).
+
+    Not "the smallest scale that boots": the smallest is not the best, the scale sizes the kmem arena
+    and the rest of the kernel's address space gets what the arena leaves."""
+    by_value: dict[str, list[dict]] = {v: [] for v in dim.values}
+    for row in rows:
+        by_value.setdefault(_settings(row)[dim.name], []).append(row)
+    values = [v for v in dim.values if by_value[v]]
+    booting = [v for v in values if any(str(r["exit_code"]) == "0" for r in by_value[v])]
+    if len(booting) == len(values):
+        lines = [f"every {dim.name} in the grid boots ({', '.join(values)})"]
+    elif booting:
+        lines = [f"{dim.name} boots at {', '.join(booting)} ({len(booting)} of {len(values)} values)"]
+    else:
+        lines = [f"no {dim.name} in the grid boots"]
+    capped = [v for v in values if all(r.get("kmem_cap") for r in by_value[v])]
+    if capped:
+        caps = sorted({r["kmem_cap"] for v in capped for r in by_value[v]})
+        sizes = [int(r["vm_kmem_size"]) for v in capped for r in by_value[v]]
+        lines.append(f"{dim.name} {', '.join(capped)}: vm_kmem_size is capped by {' / '.join(caps)} at "
+                     f"{_mib(sizes)} instead of v_page_count / scale pages")
+    measured = {v: [r for r in by_value[v] if str(r.get("vm_kmem_size", "")).isdigit()
+                    and str(r.get("kva_remaining", "")).isdigit()] for v in values}
+    with_layout = [v for v in values if measured[v]]        # the rows that got as far as a KVA layout
+    ends = [with_layout[0], with_layout[-1]] if with_layout else []
+    if len(ends) == 2 and ends[0] != ends[1]:
+        lo, hi = (measured[v] for v in ends)
+        lines.append(f"{dim.name} trades the kmem arena's size against free KVA: at {ends[0]} the arena is "
+                     f"{_mib([int(r['vm_kmem_size']) for r in lo])} and "
+                     f"{_mib([int(r['kva_remaining']) for r in lo])} of KVA is left, at {ends[1]} the arena is "
+                     f"{_mib([int(r['vm_kmem_size']) for r in hi])} and "
+                     f"{_mib([int(r['kva_remaining']) for r in hi])} is left")
+    return lines
+
+
 def minimal_values(rows: list[dict], dims: list[Dimension]) -> dict[str, str]:
-    """For each numeric dimension, the smallest value with which some point booted."""
+    """For each numeric dimension (but the kmem scale, see scale_summary), the smallest value with which
+    some point booted."""
     out = {}
     for d in dims:
+        if d.name in SCALE_DIMENSIONS:
+            continue
         values = []
         for row in rows:
             if str(row["exit_code"]) != "0":
                 continue
-            settings = dict(part.split("=", 1) for part in row["options"].split())
-            values.append(settings[d.name])
+            values.append(_settings(row)[d.name])
         try:
             out[d.name] = min(values, key=lambda v: parse_size(v))
         except (ValueError, InputError):
@@ -174,6 +225,9 @@ def cmd_sweep(args: argparse.Namespace, base_request) -> int:
           f"{len(done)} from {out}); {booted} boot, {len(rows) - booted} fail")
     for name, value in minimal_values(rows, dims).items():
         print(f"smallest {name} that boots: {value}")
+    for d in dims:
+        if d.name in SCALE_DIMENSIONS:
+            print("\n".join(scale_summary(rows, d)))
     for row in disagree:
         print(f"plan and boot disagree at point {row['point']} ({row['physmem']} {row['options']}): "
               f"plan {row['plan_stage']} exit {row['plan_exit_code']}, boot {row['stage']} exit {row['exit_code']}")
