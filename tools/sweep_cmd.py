@@ -100,20 +100,21 @@ def scale_summary(rows: list[dict], dim: Dimension) -> list[str]:
         by_value.setdefault(_settings(row)[dim.name], []).append(row)
     values = [v for v in dim.values if by_value[v]]
     booting = [v for v in values if any(str(r["exit_code"]) == "0" for r in by_value[v])]
+    some = " at some point" if any(len(by_value[v]) > 1 for v in values) else ""
     if len(booting) == len(values):
-        lines = [f"every {dim.name} in the grid boots ({', '.join(values)})"]
+        lines = [f"every {dim.name} in the grid boots{some} ({', '.join(values)})"]
     elif booting:
-        lines = [f"{dim.name} boots at {', '.join(booting)} ({len(booting)} of {len(values)} values)"]
+        lines = [f"{dim.name} boots{some} with {', '.join(booting)} ({len(booting)} of {len(values)} values)"]
     else:
         lines = [f"no {dim.name} in the grid boots"]
-    capped = [v for v in values if all(r.get("kmem_cap") for r in by_value[v])]
+    sized = {v: [r for r in by_value[v] if str(r.get("vm_kmem_size", "")).isdigit()] for v in values}
+    capped = [v for v in values if sized[v] and all(r.get("kmem_cap") for r in sized[v])]
     if capped:
-        caps = sorted({r["kmem_cap"] for v in capped for r in by_value[v]})
-        sizes = [int(r["vm_kmem_size"]) for v in capped for r in by_value[v]]
+        caps = sorted({r["kmem_cap"] for v in capped for r in sized[v]})
+        sizes = [int(r["vm_kmem_size"]) for v in capped for r in sized[v]]
         lines.append(f"{dim.name} {', '.join(capped)}: vm_kmem_size is capped by {' / '.join(caps)} at "
                      f"{_mib(sizes)} instead of v_page_count / scale pages")
-    measured = {v: [r for r in by_value[v] if str(r.get("vm_kmem_size", "")).isdigit()
-                    and str(r.get("kva_remaining", "")).isdigit()] for v in values}
+    measured = {v: [r for r in sized[v] if str(r.get("kva_remaining", "")).isdigit()] for v in values}
     with_layout = [v for v in values if measured[v]]        # the rows that got as far as a KVA layout
     ends = [with_layout[0], with_layout[-1]] if with_layout else []
     if len(ends) == 2 and ends[0] != ends[1]:

@@ -168,10 +168,12 @@ def test_scale_summary_names_a_tunable_cap_and_the_scales_that_fail():
              "vm_kmem_size": str(300 << 20), "kva_remaining": ""},
             {"options": "vm.kmem_size_scale=2", "exit_code": "0", "kmem_cap": "vm.kmem_size_max",
              "vm_kmem_size": str(300 << 20), "kva_remaining": str(50 << 20)},
+            {"options": "vm.kmem_size_scale=2", "exit_code": "1", "kmem_cap": "",    # failed before kmeminit
+             "vm_kmem_size": "", "kva_remaining": ""},
             {"options": "vm.kmem_size_scale=3", "exit_code": "0", "kmem_cap": "",
              "vm_kmem_size": str(200 << 20), "kva_remaining": str(150 << 20)}]
     lines = scale_summary(rows, dim)
-    assert lines[0] == "vm.kmem_size_scale boots at 2, 3 (2 of 3 values)"
+    assert lines[0] == "vm.kmem_size_scale boots at some point with 2, 3 (2 of 3 values)"
     assert lines[1].startswith("vm.kmem_size_scale 1, 2: vm_kmem_size is capped by vm.kmem_size_max at 300 MiB")
     # scale 1 never got a KVA layout: the trade-off runs from the first scale that did
     assert lines[2] == ("vm.kmem_size_scale trades the kmem arena's size against free KVA: at 2 the arena is 300 MiB "
