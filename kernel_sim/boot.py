@@ -26,7 +26,7 @@ from kernel_sim.loader.hints import hints_from_env, parse_hints
 from kernel_sim.loader.kernconf import KernelConfig, parse_kernconf
 from kernel_sim.loader.kernel_elf import footprint_of, read_kernel_elf
 from kernel_sim.loader.load import load_kernel, load_modules, write_config
-from kernel_sim.loader.loaderconf import LoaderConf, parse_loader_conf
+from kernel_sim.loader.loaderconf import ROOT_MODULE, LoaderConf, parse_loader_conf
 from kernel_sim.loader.sizes import parse_size
 
 IMAGES = Path(__file__).resolve().parent.parent / "images"
@@ -205,33 +205,20 @@ def prepare(request: BootRequest) -> PreparedBoot:
         for key, value in parse_hints(hints_path).to_env().items():
             loader.env.setdefault(key, value)
     if request.mfsroot is not None:
-        loader.add_module("mfsroot", request.mfsroot, type="md_image", where="--mfsroot",
+        loader.add_module(ROOT_MODULE, request.mfsroot, type="md_image", where="--mfsroot",
                           name=str(request.mfsroot))
     for n, path in enumerate(request.md_images):
         loader.add_module(f"md_image{n}", path, type="md_image", where="--md-image", name=str(path))
     image = read_kernel_elf(request.kernel) if request.kernel else guest_image()
     options = {name: int(kernconf.value(name) or 0)
                for name in ("LOCORE_MAP_MB", "NKPT2PG", "INVARIANTS", "MD_ROOT", "MD_ROOT_SIZE")}
-    md_root_size = options["MD_ROOT_SIZE"] * 1024 if options["MD_ROOT"] else 0
-    mfs_image = kernconf.mfs_image
-    if mfs_image is not None:
-        if not md_root_size:
-            raise InputError("makeoptions MFS_IMAGE needs options MD_ROOT and MD_ROOT_SIZE",
-                             kernconf.origin.get("makeoptions MFS_IMAGE", str(request.kernconf)))
-        try:
-            size = mfs_image.stat().st_size
-        except OSError:
-            raise InputError(f"MFS_IMAGE {mfs_image} cannot be read",
-                             kernconf.origin.get("makeoptions MFS_IMAGE", str(request.kernconf))) from None
-        if size > md_root_size:
-            raise InputError(f"MFS_IMAGE {mfs_image} ({size} bytes) is larger than MD_ROOT_SIZE "
-                             f"({md_root_size // 1024} KiB)", kernconf.origin_of("MD_ROOT_SIZE"))
+    embedded_md = layout_mod.mfs_root(kernconf)
     if request.abi != "freebsd" and loader.modules:
         raise InputError("modules can only be preloaded with the FreeBSD boot ABI", "--abi")
     requests = [layout_mod.ModuleRequest(m.name or str(m.path), m.type or "elf module", m.path, m.where)
                 for m in loader.modules]
     plan = layout_mod.plan(image, ram_base=profile.ram_base, ram_size=physmem, footprint=_footprint(request),
-                           md_root_size=md_root_size, modules=requests, env=loader.env)
+                           embedded_md=embedded_md, modules=requests, env=loader.env)
     check_inputs(physmem, profile.console_devmap_va, dict(kernconf.options), loader.env)
     console = profile.console
     config = GuestConfig(
@@ -256,7 +243,7 @@ def build_machine(prep: PreparedBoot) -> Machine:
                       tlb_fill=tlb_fill if prep.request.mmu == "python" else None)
     load_kernel(machine.phys, prep.image)
     write_config(machine.phys, prep.image, prep.config)
-    load_modules(machine.phys, layout, prep.kernconf.mfs_image)
+    load_modules(machine.phys, layout)
     return machine
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from kernel_sim.errors import InputError
 from kernel_sim.loader.options import OPTIONS
@@ -18,7 +19,7 @@ from kernel_sim.loader.sizes import parse_size
 
 MAX_POINTS = 100_000
 COLUMNS = ("point", "physmem", "options", "exit_code", "outcome", "stage", "message", "plan_exit_code",
-           "plan_stage", "plan_agrees", "vm_kmem_size", "kvm_free", "kva_remaining", "kstacks_started",
+           "plan_stage", "plan_agrees", "vm_kmem_size", "kmem_cap", "kvm_free", "kva_remaining", "kstacks_started",
            "virtual_seconds", "wall_seconds")
 
 
@@ -105,6 +106,47 @@ def grid_points(physmem: tuple[str | None, ...], dims: list[Dimension]) -> list[
     return [Point(i, c[0], tuple(zip(names, c[1:], strict=True))) for i, c in enumerate(combos)]
 
 
+def root_image(base: dict) -> Path | None:
+    """The root image a boot of `base` preloads: --mfsroot, else loader.conf's root module (or none)."""
+    if base.get("mfsroot") is not None:
+        return Path(base["mfsroot"])
+    if base.get("loader_conf") is None:
+        return None
+    from kernel_sim.loader.loaderconf import ROOT_MODULE, parse_loader_conf
+
+    return next((m.path for m in parse_loader_conf(base["loader_conf"]).modules if m.key == ROOT_MODULE), None)
+
+
+def generated_root(base: dict, size: int, path: Path, where: str) -> Path:
+    """--mfsroot-size: a root image of `size` bytes in the root image's place, as --mfsroot FILE would be.
+
+    Its head is the root image the boot would preload, so md0 still mounts as root (a UFS file system
+    mounts from a device bigger than itself), and the rest is a hole: the kernel's footprint is that of
+    a root image of `size`, and no boot reads or copies the hole. Without a root image it is all hole."""
+    root = root_image(base)
+    with path.open("wb") as out:
+        if root is not None:
+            try:
+                with root.open("rb") as src:
+                    have = src.seek(0, 2)
+                    if have > size:
+                        raise InputError(f"{size} bytes is smaller than the root image it replaces, {root} "
+                                         f"({have} bytes)", where)
+                    src.seek(0)
+                    while block := src.read(_COPY_BLOCK):
+                        if block.count(0) == len(block):
+                            out.seek(len(block), 1)      # keep holes holes
+                        else:
+                            out.write(block)
+            except OSError as exc:
+                raise InputError(f"cannot read the root image {root}: {exc.strerror}", where) from None
+        out.truncate(size)
+    return path
+
+
+_COPY_BLOCK = 64 * 1024
+
+
 def request_for(base: dict, point: Point):
     """The BootRequest of one point: the base request's fields plus the point's settings."""
     from kernel_sim import boot as boot_mod
@@ -121,6 +163,13 @@ def request_for(base: dict, point: Point):
         fields["physmem"] = point.physmem
     fields["console"] = None
     return boot_mod.BootRequest(overrides=overrides, tunables=tunables, **fields)
+
+
+def kmem_cap(kmem) -> str:
+    """The option or tunable that capped vm_kmem_size in kmeminit ("" when the scale's value stood)."""
+    if kmem is None or not kmem.from_scale or not (kmem.capped_to_max or kmem.overflowed):
+        return ""
+    return "vm.kmem_size_max" if kmem.size_max.source.startswith("tunable") else "VM_KMEM_SIZE_MAX"
 
 
 def run_point(base: dict, point: Point) -> dict:
@@ -140,11 +189,12 @@ def run_point(base: dict, point: Point) -> dict:
     plan = plan_boot(prep)
     result = boot_mod.run(prep)
     startup = result.startup
+    kmem = startup.kmem if startup else plan.kmem
     row.update(
         exit_code=result.exit_code, outcome=result.status, stage=result.stage, message=result.message,
         plan_exit_code=plan.exit_code, plan_stage=plan.stage,
         plan_agrees=(plan.exit_code, plan.stage) == (result.exit_code, result.stage),
-        vm_kmem_size=startup.kmem.vm_kmem_size if startup else (plan.kmem.vm_kmem_size if plan.kmem else ""),
+        vm_kmem_size=kmem.vm_kmem_size if kmem else "", kmem_cap=kmem_cap(kmem),
         kvm_free=startup.kva.kvm_free if startup else "",
         kva_remaining=startup.kva.kva_remaining if startup else "",
         kstacks_started=len(startup.procs.procs) - 1 if startup and startup.procs else 0,

@@ -79,7 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(sweep, json_flag=False)
     sweep.add_argument("-g", dest="grid", action="append", default=[], metavar="NAME=VALUES",
                        help="a grid dimension: an OPTION or a loader.tunable, values 1..8 or a,b,c (repeatable)")
-    sweep.add_argument("--mfsroot-size", metavar="SIZE", help="preload a generated (sparse) md_image of SIZE")
+    sweep.add_argument("--mfsroot-size", metavar="SIZE",
+                       help="replace the root image with a generated one of SIZE, as --mfsroot FILE does: the "
+                            "root image's bytes, then a sparse hole")
     sweep.add_argument("-j", dest="jobs", type=int, help="worker processes (default: the core count)")
     sweep.add_argument("--out", type=Path, default=Path("sweep.csv"), help="CSV of the results (default sweep.csv)")
     sweep.add_argument("--json", dest="json_out", type=Path, metavar="FILE", help="also write the rows as JSON")

@@ -15,7 +15,13 @@ def plan_json(prep, plan) -> dict:
         "stages": [{"stage": s.stage, "ok": s.ok, "detail": s.detail} for s in plan.stages],
         "min_locore_map_mb": plan.min_locore_map_mb, "min_nkpt2pg": plan.min_nkpt2pg,
         "physmem": prep.layout.ram_size, "kernend": prep.layout.kernend,
+        "kernel_size": prep.layout.kernel_size,
     }
+    embedded = prep.layout.embedded_md
+    if embedded is not None:
+        out["embedded_md"] = {"section": embedded.section, "va": embedded.va, "size": embedded.size,
+                              "image": str(embedded.image) if embedded.image else None,
+                              "image_size": embedded.image_size}
     if plan.kmem is not None:
         out["kmem"] = {"vm_kmem_size": plan.kmem.vm_kmem_size, "steps": list(plan.kmem.steps()),
                        "v_page_count": plan.v_page_count}
@@ -32,7 +38,10 @@ def print_plan(prep, plan, out=None) -> None:
     out = out if out is not None else sys.stdout     # looked up now: tests swap sys.stdout
     layout = prep.layout
     mods = sum(m.size for m in layout.modules)
-    out.write(f"{prep.profile.name} board, {layout.ram_size // MIB} MiB RAM; kernel {layout.kernel_size // 1024} KiB, "
+    e = layout.embedded_md
+    embedded = f" ({e.size // 1024} KiB of it MD_ROOT's embedded image, section {e.section})" if e else ""
+    out.write(f"{prep.profile.name} board, {layout.ram_size // MIB} MiB RAM; kernel {layout.kernel_size // 1024} KiB"
+              f"{embedded}, "
               f"{len(layout.modules)} module(s) {mods // 1024} KiB; {prep.kernconf.ident or 'GENERIC'}\n\n")
     out.write(f"{'stage':<16} {'outcome':<8} detail\n")
     for s in plan.stages:

@@ -1,8 +1,8 @@
 """`armboard sweep`: real boots over a grid, in parallel workers, to CSV and JSON, resumable.
 
 Rows already in the output file are kept and their points skipped, so an interrupted sweep resumes
-where it stopped. A generated md image (`--mfsroot-size`) is one sparse file that every boot maps
-copy-on-write: no boot copies it.
+where it stopped. A generated root image (`--mfsroot-size`) takes the root image's place, as
+`--mfsroot` does: one sparse file that every boot maps copy-on-write, so no boot copies it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,16 @@ from pathlib import Path
 
 from kernel_sim.errors import InputError
 from kernel_sim.loader.sizes import parse_size
-from kernel_sim.sweep import COLUMNS, Dimension, Point, grid_points, parse_dimension, parse_physmem, run_point
+from kernel_sim.sweep import (
+    COLUMNS,
+    Dimension,
+    Point,
+    generated_root,
+    grid_points,
+    parse_dimension,
+    parse_physmem,
+    run_point,
+)
 
 _BASE: dict = {}
 
@@ -68,16 +77,68 @@ def progress(done: int, total: int, start: float) -> None:
     sys.stderr.flush()
 
 
+SCALE_DIMENSIONS = ("VM_KMEM_SIZE_SCALE", "vm.kmem_size_scale")
+
+
+def _settings(row: dict) -> dict[str, str]:
+    return dict(part.split("=", 1) for part in row["options"].split()) if row["options"] else {}
+
+
+def _mib(values: list[int]) -> str:
+    lo, hi = min(values) // (1 << 20), max(values) // (1 << 20)
+    return f"{lo} MiB" if lo == hi else f"{lo}-{hi} MiB"
+
+
+def scale_summary(rows: list[dict], dim: Dimension) -> list[str]:
+    """What the rows say about a kmem scale dimension: which scales boot, which ones VM_KMEM_SIZE_MAX caps
+    (they all give the same arena), and what a larger scale buys (free KVA) for what it costs (arena).
+
+    Not "the smallest scale that boots": the smallest is not the best, the scale sizes the kmem arena
+    and the rest of the kernel's address space gets what the arena leaves."""
+    by_value: dict[str, list[dict]] = {v: [] for v in dim.values}
+    for row in rows:
+        by_value.setdefault(_settings(row)[dim.name], []).append(row)
+    values = [v for v in dim.values if by_value[v]]
+    booting = [v for v in values if any(str(r["exit_code"]) == "0" for r in by_value[v])]
+    some = " at some point" if any(len(by_value[v]) > 1 for v in values) else ""
+    if len(booting) == len(values):
+        lines = [f"every {dim.name} in the grid boots{some} ({', '.join(values)})"]
+    elif booting:
+        lines = [f"{dim.name} boots{some} with {', '.join(booting)} ({len(booting)} of {len(values)} values)"]
+    else:
+        lines = [f"no {dim.name} in the grid boots"]
+    sized = {v: [r for r in by_value[v] if str(r.get("vm_kmem_size", "")).isdigit()] for v in values}
+    capped = [v for v in values if sized[v] and all(r.get("kmem_cap") for r in sized[v])]
+    if capped:
+        caps = sorted({r["kmem_cap"] for v in capped for r in sized[v]})
+        sizes = [int(r["vm_kmem_size"]) for v in capped for r in sized[v]]
+        lines.append(f"{dim.name} {', '.join(capped)}: vm_kmem_size is capped by {' / '.join(caps)} at "
+                     f"{_mib(sizes)} instead of v_page_count / scale pages")
+    measured = {v: [r for r in sized[v] if str(r.get("kva_remaining", "")).isdigit()] for v in values}
+    with_layout = [v for v in values if measured[v]]        # the rows that got as far as a KVA layout
+    ends = [with_layout[0], with_layout[-1]] if with_layout else []
+    if len(ends) == 2 and ends[0] != ends[1]:
+        lo, hi = (measured[v] for v in ends)
+        lines.append(f"{dim.name} trades the kmem arena's size against free KVA: at {ends[0]} the arena is "
+                     f"{_mib([int(r['vm_kmem_size']) for r in lo])} and "
+                     f"{_mib([int(r['kva_remaining']) for r in lo])} of KVA is left, at {ends[1]} the arena is "
+                     f"{_mib([int(r['vm_kmem_size']) for r in hi])} and "
+                     f"{_mib([int(r['kva_remaining']) for r in hi])} is left")
+    return lines
+
+
 def minimal_values(rows: list[dict], dims: list[Dimension]) -> dict[str, str]:
-    """For each numeric dimension, the smallest value with which some point booted."""
+    """For each numeric dimension (but the kmem scale, see scale_summary), the smallest value with which
+    some point booted."""
     out = {}
     for d in dims:
+        if d.name in SCALE_DIMENSIONS:
+            continue
         values = []
         for row in rows:
             if str(row["exit_code"]) != "0":
                 continue
-            settings = dict(part.split("=", 1) for part in row["options"].split())
-            values.append(settings[d.name])
+            values.append(_settings(row)[d.name])
         try:
             out[d.name] = min(values, key=lambda v: parse_size(v))
         except (ValueError, InputError):
@@ -130,11 +191,7 @@ def cmd_sweep(args: argparse.Namespace, base_request) -> int:
         if args.mfsroot_size is not None:
             size = parse_size(args.mfsroot_size, where="--mfsroot-size")
             image = Path(tmp) / f"mfsroot-{args.mfsroot_size}.img"
-            with image.open("wb") as f:
-                f.truncate(size)                  # sparse: mapped by every boot, never copied
-            # One more md_image after the root image: the root still mounts from md0, and the
-            # blank image is the load (md1, or md0 when booting without a loader.conf).
-            base["md_images"] = [*base.get("md_images", []), image]
+            base["mfsroot"] = generated_root(base, size, image, f"--mfsroot-size {args.mfsroot_size}")
         todo = [p for p in points if p.index not in done]
         rows = list(done.values())
         start = time.perf_counter()
@@ -169,6 +226,9 @@ def cmd_sweep(args: argparse.Namespace, base_request) -> int:
           f"{len(done)} from {out}); {booted} boot, {len(rows) - booted} fail")
     for name, value in minimal_values(rows, dims).items():
         print(f"smallest {name} that boots: {value}")
+    for d in dims:
+        if d.name in SCALE_DIMENSIONS:
+            print("\n".join(scale_summary(rows, d)))
     for row in disagree:
         print(f"plan and boot disagree at point {row['point']} ({row['physmem']} {row['options']}): "
               f"plan {row['plan_stage']} exit {row['plan_exit_code']}, boot {row['stage']} exit {row['exit_code']}")

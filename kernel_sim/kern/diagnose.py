@@ -52,11 +52,26 @@ def _where(image: GuestImage, pc: int) -> str:
     return f"pc 0x{pc:08x} ({sym})" if sym else f"pc 0x{pc:08x}"
 
 
+def embedded_reason(layout: BootLayout) -> str:
+    """'The kernel is N KiB, M KiB of it the embedded root image ... .' for MD_ROOT's mfs_root, or ''."""
+    e = layout.embedded_md
+    if e is None:
+        return ""
+    if e.section == "mfs":
+        what = (f"the embedded root image MFS_IMAGE {e.image} ({e.size} bytes): makeoptions MFS_IMAGE "
+                f"({e.where}) without MD_ROOT_SIZE links the image itself into the kernel, section mfs")
+    else:
+        held = f", holding MFS_IMAGE {e.image} ({e.image_size} bytes)" if e.image is not None else ""
+        what = (f"the embedded root image area of MD_ROOT_SIZE={e.size // 1024} ({e.where}): md.c's "
+                f"mfs_root array in section oldmfs{held}")
+    return f"The kernel is {layout.kernel_size // 1024} KiB, {e.size // 1024} KiB of it {what}. "
+
+
 def _extent(layout: BootLayout) -> str:
     mods = sum(m.size for m in layout.modules)
-    return (f"The kernel ({layout.kernel_size // 1024} KiB), its modules ({mods // 1024} KiB) and the "
-            f"metadata end at 0x{layout.kernend:08x}, {(layout.kernend - KERNVIRTADDR) / MIB:.1f} MiB past "
-            f"KERNVIRTADDR")
+    kernel = "kernel" if layout.embedded_md else f"kernel ({layout.kernel_size // 1024} KiB)"
+    return (f"{embedded_reason(layout)}The {kernel}, its modules ({mods // 1024} KiB) and the metadata end "
+            f"at 0x{layout.kernend:08x}, {(layout.kernend - KERNVIRTADDR) / MIB:.1f} MiB past KERNVIRTADDR")
 
 
 def locore_window(layout: BootLayout, locore_map_mb: int, *, prefix: str) -> Diagnosis:
@@ -103,8 +118,9 @@ def diagnose_panic(message: str, image: GuestImage, layout: BootLayout, options:
         need = min_nkpt2pg(layout)
         have = options["NKPT2PG"]
         end = round_page(layout.kernend)
-        text = (f"Boot failed in pmap_bootstrap: panic \"{message}\". pmap_bootstrap maps the kernel, its "
-                f"modules and the metadata (0x{KERNBASE:08x}-0x{end:08x}, {(end - KERNBASE) / MIB:.1f} MiB) "
+        text = (f"Boot failed in pmap_bootstrap: panic \"{message}\". {embedded_reason(layout)}pmap_bootstrap "
+                f"maps the kernel, its modules and the metadata (0x{KERNBASE:08x}-0x{end:08x}, "
+                f"{(end - KERNBASE) / MIB:.1f} MiB) "
                 f"with 4 KiB pages through the L2-table pages preallocated at boot; NKPT2PG={have} pages "
                 f"cover {have * PT2PG_SPAN // MIB} MiB (4 MiB each, up to 0x{KERNBASE + have * PT2PG_SPAN:08x}). "
                 f"Set options NKPT2PG={need} or larger: the smallest value that covers the mapping "

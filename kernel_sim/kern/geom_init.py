@@ -40,9 +40,10 @@ def geom_start(machine: Machine, layout: BootLayout, kernconf, hints: Hints, env
     sysctl.add("kern.geom.confdot", "string", handler=mesh.confdot, description="Dump the GEOM config in dot")
     if kernconf.has_device("md") or kernconf.value("MD_ROOT"):
         images = []
-        if kernconf.value("MD_ROOT") and layout.embedded_md is not None:
-            va, size = layout.embedded_md                 # md.c: the MD_ROOT_SIZE mfs_root[] array is md0
-            images.append((f"md{len(images)}: Embedded image {size} bytes at 0x{va:08x}\n", layout.pa(va), size))
+        embedded = layout.embedded_md      # md.c g_md_init: mfs_root (oldmfs array or mfs section) is md0
+        if kernconf.value("MD_ROOT") and embedded is not None:
+            images.append((f"md{len(images)}: Embedded image {embedded.size} bytes at 0x{embedded.va:08x}\n",
+                           layout.pa(embedded.va), embedded.size))
         for module in layout.modules:
             if module.type in ("md_image", "mfs_root"):
                 images.append((f"md{len(images)}: Preloaded image <{module.name}> {module.size} bytes at "

@@ -4,17 +4,29 @@ Order as in FreeBSD's loader (stand/common/load_elf.c, md_load): the kernel by i
 addresses; each module page-aligned after it; the environment; the metadata page-aligned after
 that; MODINFOMD_KERNEND = the page-rounded end of the metadata, so it covers modules and metadata.
 Addresses written into the metadata are kernel virtual addresses.
+
+MD_ROOT's embedded image (md.c's mfs_root) is part of the kernel's own footprint, before the modules.
+FreeBSD builds it two ways (sys/conf/kern.pre.mk, kern.post.mk, sys/dev/md/md.c):
+
+* options MD_ROOT_SIZE=N: md.c reserves ``u_char mfs_root[N*1024]`` in section "oldmfs" and the build
+  writes MFS_IMAGE into that array (sys/tools/embed_mfs.sh, which fails with "MFS image too large" when
+  the image is bigger). mfs_root_size is the array's size, with or without an image.
+* no MD_ROOT_SIZE: kern.post.mk makes an object of MFS_IMAGE with objcopy, its bytes in section "mfs"
+  between the symbols mfs_root and mfs_root_end, and md.c takes mfs_root_size = &mfs_root_end -
+  &mfs_root: the kernel grows by the image exactly. Without an image the size is 0 and md0 is not
+  attached.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from kernel_sim.errors import InputError
 from kernel_sim.guest.abi import MIB, PAGE_SIZE
 from kernel_sim.guest.build import GuestImage
+from kernel_sim.loader.kernconf import KernelConfig
 from kernel_sim.loader.metadata import MetadataModule, build_environment, build_metadata
 
 OVERLAY_THRESHOLD = 1 * MIB   # modules at least this big are mapped from the file, not copied
@@ -50,12 +62,56 @@ class PlacedModule:
     size: int
 
 
+@dataclass(frozen=True)
+class MfsRoot:
+    """md.c's mfs_root: the section it lives in, mfs_root_size, and the MFS_IMAGE written into it."""
+
+    section: str           # "oldmfs" (the MD_ROOT_SIZE array) or "mfs" (the objcopy'd image)
+    size: int              # mfs_root_size: what md0 attaches as "Embedded image %zd bytes"
+    image: Path | None     # makeoptions MFS_IMAGE
+    image_size: int
+    where: str             # the config line that put the image (or the array) in the kernel
+    va: int = 0            # placed by plan()
+
+
+def mfs_root(kernconf: KernelConfig) -> MfsRoot | None:
+    """What md.c's mfs_root is for this kernel config; InputError where FreeBSD's build fails."""
+    image = kernconf.mfs_image
+    image_where = kernconf.origin.get("makeoptions MFS_IMAGE", str(kernconf.sources[0]) if kernconf.sources else "")
+    md_root = bool(kernconf.value("MD_ROOT"))
+    size_kb = int(kernconf.value("MD_ROOT_SIZE") or 0)
+    if image is not None and not md_root:
+        raise InputError("makeoptions MFS_IMAGE needs options MD_ROOT: only with it does md(4) attach the "
+                         "embedded image as md0", image_where)
+    if not md_root:
+        return None
+    image_size = 0
+    if image is not None:
+        try:
+            image_size = image.stat().st_size
+            if not image.is_file():
+                raise IsADirectoryError
+        except OSError:
+            raise InputError(f"MFS_IMAGE {image} cannot be read", image_where) from None
+    if size_kb:
+        if image_size > size_kb * 1024:      # sys/tools/embed_mfs.sh: "MFS image too large"
+            raise InputError(f"MFS image too large: MFS_IMAGE {image} is {image_size} bytes, MD_ROOT_SIZE={size_kb} "
+                             f"reserves {size_kb * 1024} bytes ({size_kb} KiB) for it; set options "
+                             f"MD_ROOT_SIZE={-(-image_size // 1024)} or more, or remove MD_ROOT_SIZE to embed "
+                             f"the image as it is", kernconf.origin_of("MD_ROOT_SIZE"))
+        return MfsRoot("oldmfs", size_kb * 1024, image, image_size,
+                       image_where if image is not None else kernconf.origin_of("MD_ROOT_SIZE"))
+    if image is None or image_size == 0:
+        return None                          # &mfs_root_end - &mfs_root == 0: md.c attaches nothing
+    return MfsRoot("mfs", image_size, image, image_size, image_where)
+
+
 @dataclass
 class BootLayout:
     kernel_pa: int
     kernel_va: int
     kernel_size: int             # the footprint, including the embedded md image area
-    embedded_md: tuple[int, int] | None   # (va, size) of MD_ROOT's mfs_root[] area
+    embedded_md: MfsRoot | None  # MD_ROOT's mfs_root, placed (va set)
     modules: list[PlacedModule]
     env_va: int
     env: bytes
@@ -84,7 +140,7 @@ def howto_from_env(env: dict[str, str]) -> int:
 
 
 def plan(image: GuestImage, *, ram_base: int, ram_size: int, footprint: int | None,
-         md_root_size: int, modules: list[ModuleRequest], env: dict[str, str]) -> BootLayout:
+         embedded_md: MfsRoot | None, modules: list[ModuleRequest], env: dict[str, str]) -> BootLayout:
     """Place kernel, modules, environment and metadata; InputError when they cannot fit."""
     kernel_va = min(s.vaddr for s in image.segments)
     kernel_pa = min(s.paddr for s in image.segments)
@@ -96,10 +152,13 @@ def plan(image: GuestImage, *, ram_base: int, ram_size: int, footprint: int | No
     if footprint is not None:
         end = max(end, kernel_va + footprint)
     embedded = None
-    if md_root_size:
-        start = round_page(end)
-        embedded = (start, md_root_size)
-        end = start + md_root_size
+    if embedded_md is not None:
+        # oldmfs: md.c's page-aligned array; mfs: the image's bytes right after the kernel's, so the
+        # kernel ends exactly image-size later (the linker puts the section among the kernel's own; its
+        # place inside the kernel does not change the footprint).
+        start = round_page(end) if embedded_md.section == "oldmfs" else end
+        embedded = replace(embedded_md, va=start)
+        end = start + embedded_md.size
     kernel_size = end - kernel_va
     cursor = round_page(end)
 
@@ -134,5 +193,8 @@ def plan(image: GuestImage, *, ram_base: int, ram_size: int, footprint: int | No
         raise InputError(f"kernel, modules and metadata end at physical 0x{kernend - kernel_va + kernel_pa:x}, "
                          f"beyond RAM (0x{ram_end:x})")
     overlays = [(m.pa, m.path) for m in placed if m.size >= OVERLAY_THRESHOLD]
+    if embedded is not None and embedded.image is not None and embedded.image_size >= OVERLAY_THRESHOLD \
+            and embedded.va % PAGE_SIZE == 0:
+        overlays.insert(0, (embedded.va - kernel_va + kernel_pa, embedded.image))
     return BootLayout(kernel_pa, kernel_va, kernel_size, embedded, placed, env_va, env_bytes,
                       metadata_va, metadata, kernend, howto, ram_base, ram_size, overlays)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from board.memory import PAGE, PhysicalMemory
@@ -41,18 +40,23 @@ def write_config(phys: PhysicalMemory, image: GuestImage, config: GuestConfig) -
     return True
 
 
-def load_modules(phys: PhysicalMemory, layout: BootLayout, mfs_image: Path | None) -> None:
+def load_modules(phys: PhysicalMemory, layout: BootLayout) -> None:
+    """The embedded MFS_IMAGE, each module, the environment and the metadata, where plan() put them."""
     overlaid = {pa for pa, _ in layout.overlays}
-    for mod in layout.modules:
-        if mod.pa in overlaid:
-            head = mod.size // PAGE * PAGE   # mapped from the file; copy only the last partial page
-            if mod.size > head:
-                phys.readinto_file(mod.pa + head, mod.path, mod.size - head, head)
+
+    def place(pa: int, path: Path, size: int) -> None:
+        if pa in overlaid:
+            head = size // PAGE * PAGE   # mapped from the file; copy only the last partial page
+            if size > head:
+                phys.readinto_file(pa + head, path, size - head, head)
         else:
-            phys.readinto_file(mod.pa, mod.path, mod.size)
-    if mfs_image is not None and layout.embedded_md is not None:
-        va, _size = layout.embedded_md
-        phys.readinto_file(layout.pa(va), mfs_image, os.path.getsize(mfs_image))
+            phys.readinto_file(pa, path, size)
+
+    embedded = layout.embedded_md
+    if embedded is not None and embedded.image is not None:
+        place(layout.pa(embedded.va), embedded.image, embedded.image_size)
+    for mod in layout.modules:
+        place(mod.pa, mod.path, mod.size)
     phys.write(layout.pa(layout.env_va), layout.env)
     phys.write(layout.pa(layout.metadata_va), layout.metadata)
 

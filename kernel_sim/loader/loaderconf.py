@@ -35,6 +35,9 @@ _TRAILER_RE = re.compile(r"\s*(?:#.*)?")
 
 # The module types md(4) attaches as preloaded disks (sys/dev/md/md.c md_preloaded / md_load_images).
 MD_IMAGE_TYPES = ("md_image", "mfs_root")
+# The module key of the root image in armboard's loader.conf (mfsroot_load=...): the one `--mfsroot FILE`
+# (and sweep's generated `--mfsroot-size` image) replaces in place.
+ROOT_MODULE = "mfsroot"
 
 
 @dataclass(frozen=True)

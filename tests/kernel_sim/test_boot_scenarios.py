@@ -168,7 +168,9 @@ def test_md_root_embedded_image_is_written_into_the_kernel(boot, tmp_path):
     conf = tmp_path / "KERNCONF"
     conf.write_text(f"ident MDROOT\noptions MD_ROOT\noptions MD_ROOT_SIZE=64\nmakeoptions MFS_IMAGE={image}\n")
     result = boot(kernconf=conf)
-    va, size = result.prepared.layout.embedded_md
+    embedded = result.prepared.layout.embedded_md
+    va, size = embedded.va, embedded.size
+    assert embedded.section == "oldmfs" and embedded.image == image and embedded.image_size == 4096
     text = result.console.decode()
     assert f"md0: Embedded image 65536 bytes at 0x{va:08x}" in text
     # MD_ROOT mounts ufs:/dev/md0, and "UFS!" is no file system: the mountroot panic, as FreeBSD
@@ -189,5 +191,83 @@ def test_mfs_image_larger_than_md_root_size_is_an_input_error(tmp_path):
     image.write_bytes(bytes(8192))
     conf = tmp_path / "KERNCONF"
     conf.write_text(f"ident MDROOT\noptions MD_ROOT\noptions MD_ROOT_SIZE=4\nmakeoptions MFS_IMAGE={image}\n")
-    with pytest.raises(InputError, match="larger than MD_ROOT_SIZE"):
+    with pytest.raises(InputError) as err:
         boot_mod.prepare(boot_mod.BootRequest(kernconf=conf))
+    # embed_mfs.sh's failure, at the MD_ROOT_SIZE line, with both sizes and the size that fits
+    assert err.value.where == f"{conf}:3"
+    assert err.value.message.startswith("MFS image too large: ")
+    assert "8192 bytes" in err.value.message and "MD_ROOT_SIZE=4 reserves 4096 bytes" in err.value.message
+    assert "MD_ROOT_SIZE=8 or more" in err.value.message
+
+
+def _padded_root(tmp_path, size: int):
+    """The default UFS root image, grown (sparse) to `size`: a root md0 mounts, of a size that matters."""
+    import shutil
+
+    from kernel_sim.boot import IMAGES
+
+    path = tmp_path / f"root-{size >> 20}M.img"
+    shutil.copyfile(IMAGES / "rootfs.img", path)
+    with path.open("r+b") as f:
+        f.truncate(size)
+    return path
+
+
+def _embedding_kernconf(tmp_path, image, md_root_size_kb: int | None = None):
+    from kernel_sim.boot import DEFAULT_KERNCONF
+
+    conf = tmp_path / "MDROOT"
+    size_line = f"options MD_ROOT_SIZE={md_root_size_kb}\n" if md_root_size_kb else ""
+    conf.write_text(f'include "{DEFAULT_KERNCONF}"\nident MDROOT\noptions MD_ROOT\n{size_line}'
+                    f"makeoptions MFS_IMAGE={image}\n")
+    return conf
+
+
+def test_mfs_image_without_md_root_size_grows_the_kernel_past_the_locore_window(boot, tmp_path):
+    """The forum report "Kernel fails to boot when kernel size greater than 64Mbytes": MD_ROOT with an
+    MFS_IMAGE and no MD_ROOT_SIZE links the image into the kernel, which outgrows LOCORE_MAP_MB=64."""
+    from kernel_sim import boot as boot_mod
+    from kernel_sim.plan import plan_boot
+
+    image = _padded_root(tmp_path, 60 * M + 4096 * 3 + 100)
+    conf = _embedding_kernconf(tmp_path, image)
+    failed = boot(kernconf=conf, kernel_footprint="9M")
+    layout = failed.prepared.layout
+    assert layout.kernel_size == 9 * M + image.stat().st_size      # the image itself, no rounding
+    assert failed.exit_code == 1 and failed.stage == "initarm"
+    text = failed.message
+    assert f"MFS_IMAGE {image} ({image.stat().st_size} bytes)" in text and "section mfs" in text
+    assert f"{conf}:4" in text
+    need = failed.diagnosis.suggested
+    assert failed.diagnosis.option == "LOCORE_MAP_MB" and need == 70 and "LOCORE_MAP_MB=70 or larger" in text
+    plan = plan_boot(boot_mod.prepare(boot_mod.BootRequest(kernconf=conf, kernel_footprint="9M", loader_conf=None)))
+    assert (plan.exit_code, plan.stage, plan.min_locore_map_mb) == (1, "initarm", need)
+
+    ok = boot(kernconf=conf, kernel_footprint="9M", overrides=[f"LOCORE_MAP_MB={need}"])
+    console = ok.console.decode()
+    embedded = ok.prepared.layout.embedded_md
+    assert f"md0: Embedded image {image.stat().st_size} bytes at 0x{embedded.va:08x}" in console
+    assert "Trying to mount root from ufs:/dev/md0" in console
+    assert ok.exit_code == 0, ok.message
+    assert ok.machine.phys.read(ok.prepared.layout.pa(embedded.va), 4096) == image.read_bytes()[:4096]
+    plan = plan_boot(ok.prepared)
+    assert (plan.exit_code, plan.stage) == (0, "mi_startup")
+    tables = boot(kernconf=conf, kernel_footprint="9M", overrides=[f"LOCORE_MAP_MB={need}", "NKPT2PG=16"])
+    assert tables.stage == "pmap_bootstrap" and f"MFS_IMAGE {image}" in tables.message
+    assert "NKPT2PG=18 or larger" in tables.message
+
+
+def test_md_root_size_embeds_the_whole_array_and_names_it(boot, tmp_path):
+    from kernel_sim.plan import plan_boot
+
+    image = _padded_root(tmp_path, 20 * M)
+    conf = _embedding_kernconf(tmp_path, image, md_root_size_kb=60 * 1024)
+    failed = boot(kernconf=conf, kernel_footprint="9M")
+    assert failed.prepared.layout.kernel_size == 9 * M + 60 * M     # the array, not the 20 MiB image
+    assert failed.exit_code == 1 and failed.stage == "initarm"
+    assert "MD_ROOT_SIZE=61440" in failed.message and "section oldmfs" in failed.message
+    assert f"holding MFS_IMAGE {image} ({20 * M} bytes)" in failed.message
+    assert failed.diagnosis.suggested == plan_boot(failed.prepared).min_locore_map_mb == 70
+    ok = boot(kernconf=conf, kernel_footprint="9M", overrides=["LOCORE_MAP_MB=70"])
+    assert f"md0: Embedded image {60 * M} bytes at" in ok.console.decode()
+    assert ok.exit_code == 0, ok.message

@@ -18,6 +18,11 @@ TABLES = [["NKPT2PG=17"], ["NKPT2PG=64"], ["NKPT2PG=17", "INVARIANTS=0"]]
 KMEM = [[], ["VM_KMEM_SIZE_SCALE=5"], ["VM_KMEM_SIZE_SCALE=8"], 'vm.kmem_size="420M"', 'vm.kmem_size="600M"']
 LOAD = ["", 'debug.init_procs="2000"\n', 'debug.kmem_stress="300M"\n']
 GRID = list(itertools.product(PHYSMEM, IMAGES, WINDOWS, TABLES, KMEM, LOAD))
+# The root image inside the kernel instead of a module: makeoptions MFS_IMAGE with MD_ROOT, in the mfs
+# section (no MD_ROOT_SIZE: the kernel grows by the image) or in the oldmfs array (MD_ROOT_SIZE, bigger
+# than the image). The images are the default UFS root grown to the size, so md0 mounts as root.
+EMBEDDINGS = ["mfs", "oldmfs"]
+EMBEDDED_GRID = list(itertools.product(PHYSMEM, IMAGES[1:], WINDOWS, TABLES, KMEM[:2], LOAD[:2], EMBEDDINGS))
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +37,32 @@ def images(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def roots(tmp_path_factory):
+    import shutil
+
+    root = tmp_path_factory.mktemp("roots")
+    out = {}
+    for size in IMAGES[1:]:
+        path = root / f"ufs-{size}M.img"
+        shutil.copyfile(boot_mod.IMAGES / "rootfs.img", path)
+        with path.open("r+b") as f:
+            f.truncate(size * MIB + 12345)      # not a whole number of pages: the mfs section is exact
+        out[size] = path
+    return out
+
+
+def embedded_request(roots, tmp_path, physmem, image, window, tables, kmem, load, embedding):
+    conf = tmp_path / "MDROOT"
+    size = roots[image].stat().st_size
+    md_root_size = f"options MD_ROOT_SIZE={-(-size // 1024) + 3000}\n" if embedding == "oldmfs" else ""
+    conf.write_text(f'include "{boot_mod.DEFAULT_KERNCONF}"\nident MDROOT\noptions MD_ROOT\n{md_root_size}'
+                    f"makeoptions MFS_IMAGE={roots[image]}\n")
+    req = request({}, tmp_path, physmem, 0, window, tables, kmem, load)
+    req.kernconf = conf
+    return req
+
+
 def request(images, tmp_path, physmem, image, window, tables, kmem, load) -> boot_mod.BootRequest:
     conf = tmp_path / "loader.conf"
     conf.write_text((kmem + "\n" if isinstance(kmem, str) else "") + load)
@@ -40,9 +71,9 @@ def request(images, tmp_path, physmem, image, window, tables, kmem, load) -> boo
                                 overrides=overrides, loader_conf=conf, console=None)
 
 
-def check(images, tmp_path, point) -> None:
+def check(images, tmp_path, point, make_request=request) -> None:
     try:
-        prep = boot_mod.prepare(request(images, tmp_path, *point))
+        prep = boot_mod.prepare(make_request(images, tmp_path, *point))
     except Exception as exc:   # an input the loader refuses (module bigger than RAM): both refuse it
         from kernel_sim.errors import InputError
 
@@ -70,6 +101,20 @@ def test_plan_matches_boot_on_the_whole_grid(images, tmp_path, point):
     check(images, tmp_path, point)
 
 
+EMBEDDED_SAMPLE = random.Random(2026).sample(EMBEDDED_GRID, 12)
+
+
+@pytest.mark.parametrize("point", EMBEDDED_SAMPLE, ids=[str(i) for i in range(len(EMBEDDED_SAMPLE))])
+def test_plan_matches_boot_with_an_embedded_root_image(roots, tmp_path, point):
+    check(roots, tmp_path, point, embedded_request)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", EMBEDDED_GRID, ids=[str(i) for i in range(len(EMBEDDED_GRID))])
+def test_plan_matches_boot_with_an_embedded_root_image_on_the_whole_grid(roots, tmp_path, point):
+    check(roots, tmp_path, point, embedded_request)
+
+
 def test_plan_command_prints_stages_and_predicts_the_exit(capsys, images, tmp_path):
     from tools.cli import main
 
@@ -87,3 +132,19 @@ def test_plan_command_prints_stages_and_predicts_the_exit(capsys, images, tmp_pa
 
     data = json.loads(capsys.readouterr().out)
     assert code == 1 and data["stage"] == "initarm" and data["min_locore_map_mb"] == 210
+
+
+def test_plan_command_shows_the_embedded_root_image(capsys, roots, tmp_path):
+    import json
+
+    from tools.cli import main
+
+    req = embedded_request(roots, tmp_path, "1G", 60, [], [], [], "", "mfs")
+    argv = ["plan", "--no-loader-conf", "--kernconf", str(req.kernconf), "--kernel-footprint", "9M", "--physmem", "1G"]
+    assert main(argv) == 1
+    size = roots[60].stat().st_size
+    assert f"({size // 1024} KiB of it MD_ROOT's embedded image, section mfs)" in capsys.readouterr().out
+    assert main([*argv, "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["embedded_md"]["section"] == "mfs" and data["embedded_md"]["size"] == size
+    assert data["kernel_size"] == 9 * MIB + size and data["min_locore_map_mb"] == 70
