@@ -19,14 +19,13 @@ from kernel_sim.kern.malloc import M_WAITOK, KmemExhausted, Malloc
 from kernel_sim.kern.proc import KSTACK_GUARD_PAGES, KSTACK_PAGES, KstackFailure, ProcTable
 from kernel_sim.kern.sysctl import SysctlTree, publish_boot_figures
 from kernel_sim.kern.tunables import HZ_DEFAULT, _kmem_options, _tunable_int
+from kernel_sim.kern.version import OSRELDATE, OSRELEASE, VERSION
 from kernel_sim.loader.layout import BootLayout
 from kernel_sim.vm.kmem import KmemResult, kmeminit
 from kernel_sim.vm.kva_layout import KvaLayout, layout_kva
 from kernel_sim.vm.phys import PhysAllocator
 from kernel_sim.vm.pmap import KernelPmap
 from kernel_sim.vm.vmem import Vmem
-
-VERSION = "armboard 0.1.0 (synthetic FreeBSD 12 armv7 kernel)"
 
 
 @dataclass(frozen=True)
@@ -203,10 +202,6 @@ def mi_startup(machine: Machine, handoff: Handoff, layout: BootLayout, ident: st
                        "MD_ROOT); init is done, halting.\n")
     out.write_text("The operating system has halted.\n")
     return s
-
-
-OSRELEASE = "12.0-ARMBOARD"      # the branch word says what this is: FreeBSD 12's interfaces, armboard's kernel
-OSRELDATE = 1200086             # sys/sys/param.h __FreeBSD_version of 12.0-RELEASE
 
 
 def _publish_identity(tree, ident: str) -> None:
