@@ -18,8 +18,8 @@ from __future__ import annotations
 import calendar
 import io
 
-from kernel_sim.fs.vfs import FsFigures, ReadOnlyFs, Vfs
-from kernel_sim.geom.core import Consumer, GeomError
+from kernel_sim.fs.fsapi import FsFigures, ReadOnlyFs, open_provider
+from kernel_sim.geom.core import Consumer, GeomError, Mesh
 from kernel_sim.kern.sysapi import (
     EINVAL,
     EIO,
@@ -95,11 +95,11 @@ class Cd9660Fs(ReadOnlyFs):
 
     fstype = "cd9660"
 
-    def __init__(self, vfs: Vfs, cp: Consumer, source: str, rrip: bool) -> None:
+    def __init__(self, mesh: Mesh, cp: Consumer, source: str, rrip: bool) -> None:
         import pycdlib
         from pycdlib.pycdlibexception import PyCdlibException
 
-        self.vfs = vfs
+        self.mesh = mesh
         self.consumer = cp
         self.source = source
         self._fp = _ConsumerFile(cp)
@@ -237,13 +237,11 @@ class Cd9660Fs(ReadOnlyFs):
         try:
             self.iso.close()
         finally:
-            self.vfs.mesh.close(self.consumer)
+            self.mesh.close(self.consumer)
 
 
-def mount_cd9660(vfs: Vfs, options: dict[str, str], readonly: bool) -> Cd9660Fs:
+def mount_cd9660(mesh: Mesh, options: dict[str, str], readonly: bool) -> Cd9660Fs:
     """cd9660_mount: read-only only, "from" names the device."""
-    from kernel_sim.fs.vfs import open_provider
-
     bad = [k for k in options if k not in CD9660_OPTS]
     if bad:
         raise SysError(EINVAL, f"cd9660: unknown option(s) {', '.join(bad)}")
@@ -251,9 +249,9 @@ def mount_cd9660(vfs: Vfs, options: dict[str, str], readonly: bool) -> Cd9660Fs:
         raise SysError(EROFS, "cd9660 mounts read-only (mount -o ro, as mount_cd9660 does)")
     if "from" not in options:
         raise SysError(EINVAL, 'cd9660: no "from" device')
-    name, cp = open_provider(vfs, options["from"], write=False)
+    name, cp = open_provider(mesh, options["from"], write=False)
     try:
-        return Cd9660Fs(vfs, cp, f"/dev/{name}", rrip="norrip" not in options)
+        return Cd9660Fs(mesh, cp, f"/dev/{name}", rrip="norrip" not in options)
     except BaseException:
-        vfs.mesh.close(cp)
+        mesh.close(cp)
         raise
