@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import calendar
 import io
+from collections.abc import Callable
 
 from kernel_sim.fs.fsapi import FsFigures, ReadOnlyFs, open_provider
 from kernel_sim.geom.core import Consumer, GeomError, Mesh
@@ -36,6 +37,9 @@ from kernel_sim.kern.sysapi import (
 )
 
 ISO_DEFAULT_BLOCK_SIZE = 2048     # sys/fs/cd9660/iso.h
+ISO_STANDARD_ID = b"CD001"        # sys/fs/cd9660/iso.h
+ISO_VD_PRIMARY, ISO_VD_END = 1, 255   # sys/fs/cd9660/iso.h: volume descriptor types
+ISO_VD_FIRST, ISO_VD_LIMIT = 16, 100  # cd9660_vfsops.c iso_mountfs: the blocks searched for descriptors
 # cd9660_vfsops.c cd9660_opts, plus the global options vfs_filteropt always accepts.
 CD9660_OPTS = {"from", "export", "fspath", "fstype", "errmsg", "ro", "rw", "nosuid", "noexec", "nosymfollow",
                "norrip", "nojoliet", "nostrictjoliet", "brokenjoliet", "ssector", "extatt", "gens", "cs_disk",
@@ -238,6 +242,21 @@ class Cd9660Fs(ReadOnlyFs):
             self.iso.close()
         finally:
             self.mesh.close(self.consumer)
+
+
+def has_primary_volume(read: Callable[[int, int], bytes], mediasize: int) -> bool:
+    """iso_mountfs's search without mounting: the volume descriptors from block 16, each with the
+    "CD001" id, until a primary one (True) or the terminator, a foreign block or the media end (False)."""
+    for block in range(ISO_VD_FIRST, ISO_VD_LIMIT):
+        offset = block * ISO_DEFAULT_BLOCK_SIZE
+        if offset + ISO_DEFAULT_BLOCK_SIZE > mediasize:
+            return False
+        head = read(offset, 1 + len(ISO_STANDARD_ID))
+        if head[1:] != ISO_STANDARD_ID or head[0] == ISO_VD_END:
+            return False
+        if head[0] == ISO_VD_PRIMARY:
+            return True
+    return False
 
 
 def mount_cd9660(mesh: Mesh, options: dict[str, str], readonly: bool) -> Cd9660Fs:
