@@ -241,6 +241,5 @@ def diagnose_mountroot(startup) -> Diagnosis:
     disks = [(c.partition(":")[2].removeprefix("/dev/"), names.get(c.partition(":")[0], c)) for c in fits]
     found = (f"{disks[0][0]} holds a {disks[0][1]} file system" if len(disks) == 1 else
              ", ".join(f"{d} ({kind})" for d, kind in disks) + " hold file systems the kernel can mount as root")
-    advice = (f" {found}: set vfs.root.mountfrom=\"{fits[0]}\" in loader.conf "
-              f"(or boot with -g vfs.root.mountfrom={fits[0]}).")
+    advice = f" {found}: set vfs.root.mountfrom=\"{fits[0]}\" in loader.conf."
     return Diagnosis("mountroot", head + why + advice, "vfs.root.mountfrom", fits[0])
