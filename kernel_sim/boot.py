@@ -402,7 +402,13 @@ def _after_handover(result: BootResult, handoff: Handoff) -> BootResult:
         result.message = "Stopped at the hand-over to the Python kernel."
         return result
     # Imported here: a boot that stops at the hand-over never pays for the Python kernel's modules.
-    from kernel_sim.kern.diagnose import Diagnosis, diagnose_kmem, diagnose_kva_panic, diagnose_userland
+    from kernel_sim.kern.diagnose import (
+        Diagnosis,
+        diagnose_kmem,
+        diagnose_kva_panic,
+        diagnose_mountroot,
+        diagnose_userland,
+    )
     from kernel_sim.kern.panic import KernelPanic
     from kernel_sim.kern.startup import Userland, mi_startup
 
@@ -432,11 +438,7 @@ def _after_handover(result: BootResult, handoff: Handoff) -> BootResult:
             result.message = f"The command given with -c exited with status {init.command}."
         return result
     if startup.outcome == "panic" and startup.panic and startup.panic.startswith("mountroot"):
-        tried = ", ".join(startup.root_specs)
-        result.diagnosis = Diagnosis("mountroot", f"Boot failed in vfs_mountroot: panic \"{startup.panic}\". No root "
-                                                  f"file system could be mounted from {tried}; the console shows "
-                                                  "each attempt's error (22: no UFS superblock on the device, "
-                                                  "6: no such GEOM provider).")
+        result.diagnosis = diagnose_mountroot(startup)
     elif startup.outcome == "panic" and startup.kstack_failure is None:
         result.diagnosis = diagnose_kva_panic(startup)
     elif startup.outcome == "panic":

@@ -53,6 +53,7 @@ from kernel_sim.kern.sysapi import (
     Caller,
     SysError,
 )
+from kernel_sim.kern.version import VERSION
 
 if TYPE_CHECKING:
     from board.machine import Machine
@@ -492,7 +493,6 @@ class MemDevices:
     def dump_source(self):
         """What the running kernel looks like to minidumpsys()."""
         from kernel_sim.kern.minidump import DumpSource
-        from kernel_sim.kern.startup import VERSION
         from kernel_sim.kern.sysctl import SysctlError
 
         s = self.startup

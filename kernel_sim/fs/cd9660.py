@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import calendar
 import io
+from collections.abc import Callable
 
-from kernel_sim.fs.vfs import FsFigures, ReadOnlyFs, Vfs
-from kernel_sim.geom.core import Consumer, GeomError
+from kernel_sim.fs.fsapi import FsFigures, ReadOnlyFs, open_provider
+from kernel_sim.geom.core import Consumer, GeomError, Mesh
 from kernel_sim.kern.sysapi import (
     EINVAL,
     EIO,
@@ -36,6 +37,9 @@ from kernel_sim.kern.sysapi import (
 )
 
 ISO_DEFAULT_BLOCK_SIZE = 2048     # sys/fs/cd9660/iso.h
+ISO_STANDARD_ID = b"CD001"        # sys/fs/cd9660/iso.h
+ISO_VD_PRIMARY, ISO_VD_END = 1, 255   # sys/fs/cd9660/iso.h: volume descriptor types
+ISO_VD_FIRST, ISO_VD_LIMIT = 16, 100  # cd9660_vfsops.c iso_mountfs: the blocks searched for descriptors
 # cd9660_vfsops.c cd9660_opts, plus the global options vfs_filteropt always accepts.
 CD9660_OPTS = {"from", "export", "fspath", "fstype", "errmsg", "ro", "rw", "nosuid", "noexec", "nosymfollow",
                "norrip", "nojoliet", "nostrictjoliet", "brokenjoliet", "ssector", "extatt", "gens", "cs_disk",
@@ -95,11 +99,11 @@ class Cd9660Fs(ReadOnlyFs):
 
     fstype = "cd9660"
 
-    def __init__(self, vfs: Vfs, cp: Consumer, source: str, rrip: bool) -> None:
+    def __init__(self, mesh: Mesh, cp: Consumer, source: str, rrip: bool) -> None:
         import pycdlib
         from pycdlib.pycdlibexception import PyCdlibException
 
-        self.vfs = vfs
+        self.mesh = mesh
         self.consumer = cp
         self.source = source
         self._fp = _ConsumerFile(cp)
@@ -237,13 +241,26 @@ class Cd9660Fs(ReadOnlyFs):
         try:
             self.iso.close()
         finally:
-            self.vfs.mesh.close(self.consumer)
+            self.mesh.close(self.consumer)
 
 
-def mount_cd9660(vfs: Vfs, options: dict[str, str], readonly: bool) -> Cd9660Fs:
+def has_primary_volume(read: Callable[[int, int], bytes], mediasize: int) -> bool:
+    """iso_mountfs's search without mounting: the volume descriptors from block 16, each with the
+    "CD001" id, until a primary one (True) or the terminator, a foreign block or the media end (False)."""
+    for block in range(ISO_VD_FIRST, ISO_VD_LIMIT):
+        offset = block * ISO_DEFAULT_BLOCK_SIZE
+        if offset + ISO_DEFAULT_BLOCK_SIZE > mediasize:
+            return False
+        head = read(offset, 1 + len(ISO_STANDARD_ID))
+        if head[1:] != ISO_STANDARD_ID or head[0] == ISO_VD_END:
+            return False
+        if head[0] == ISO_VD_PRIMARY:
+            return True
+    return False
+
+
+def mount_cd9660(mesh: Mesh, options: dict[str, str], readonly: bool) -> Cd9660Fs:
     """cd9660_mount: read-only only, "from" names the device."""
-    from kernel_sim.fs.vfs import open_provider
-
     bad = [k for k in options if k not in CD9660_OPTS]
     if bad:
         raise SysError(EINVAL, f"cd9660: unknown option(s) {', '.join(bad)}")
@@ -251,9 +268,9 @@ def mount_cd9660(vfs: Vfs, options: dict[str, str], readonly: bool) -> Cd9660Fs:
         raise SysError(EROFS, "cd9660 mounts read-only (mount -o ro, as mount_cd9660 does)")
     if "from" not in options:
         raise SysError(EINVAL, 'cd9660: no "from" device')
-    name, cp = open_provider(vfs, options["from"], write=False)
+    name, cp = open_provider(mesh, options["from"], write=False)
     try:
-        return Cd9660Fs(vfs, cp, f"/dev/{name}", rrip="norrip" not in options)
+        return Cd9660Fs(mesh, cp, f"/dev/{name}", rrip="norrip" not in options)
     except BaseException:
-        vfs.mesh.close(cp)
+        mesh.close(cp)
         raise

@@ -16,7 +16,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
-from kernel_sim.fs.vfs import DeviceFile, FsFigures, ReadOnlyFs
+from kernel_sim.fs.fsapi import DeviceFile, FsFigures, ReadOnlyFs
 from kernel_sim.geom.core import Consumer, GeomError, Mesh
 from kernel_sim.kern.sysapi import (
     EEXIST,

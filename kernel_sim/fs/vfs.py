@@ -2,9 +2,9 @@
 
 Why one module: namei, the mount table and struct file are what every file system shares, and the
 system-call layer (kernel_sim/kern/syscalls.py) and the root mount only ever talk to this facade.
-A file system plugs in through the small `FileSystem` adapter (inode numbers in, sysapi.Stat out,
-SysError with FreeBSD's errno on failure); the UFS and tmpfs adapters live at the end of this module,
-devfs and cd9660 in their own. A vnode is (mount, ino).
+A file system plugs in through the small `FileSystem` adapter (fsapi.py: inode numbers in, sysapi.Stat
+out, SysError with FreeBSD's errno on failure); the UFS and tmpfs adapters live at the end of this
+module, devfs and cd9660 in their own. A vnode is (mount, ino).
 
 Semantics follow sys/kern/vfs_lookup.c (namei: mount points crossed both ways, MAXSYMLINKS, "." and
 "..", trailing slashes, nosymfollow), vfs_mount.c (nmount options, MNT_* flags, unmount's EBUSY) and
@@ -18,8 +18,11 @@ import struct
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
+from kernel_sim.fs.cd9660 import mount_cd9660
+from kernel_sim.fs.devfs import Devfs
+from kernel_sim.fs.fsapi import DeviceFile, FileSystem, FsFigures, ReadOnlyFs, open_provider
 from kernel_sim.fs.tmpfs import TmpfsError, TmpfsMount, TmpfsTunables
 from kernel_sim.fs.ufs import UfsError, UfsMount
 from kernel_sim.geom.core import Consumer, GeomError, Mesh
@@ -107,95 +110,6 @@ class _KernelCaller:
 
 
 KERNEL_CALLER = _KernelCaller()
-
-
-# ------------------------------------------------------------------------------ adapter protocol
-@dataclass(frozen=True)
-class FsFigures:
-    """What a file system's statfs gives: sizes in f_bsize blocks, inode counts."""
-
-    bsize: int
-    iosize: int
-    blocks: int
-    bfree: int
-    bavail: int
-    files: int
-    ffree: int
-
-
-class DeviceFile(Protocol):
-    """An open character device: what devfs hands the VFS for an open of a VCHR vnode."""
-
-    seekable: bool
-
-    def read(self, offset: int, size: int) -> bytes: ...
-    def write(self, offset: int, data: bytes) -> int: ...
-    def ioctl(self, cmd: int, arg: bytes, user: dict[int, bytearray] | None) -> bytes: ...
-    def close(self) -> None: ...
-
-
-class FileSystem(Protocol):
-    """One mounted file system as the VFS sees it. Every method may raise SysError."""
-
-    fstype: str
-    root_ino: int
-    source: str                # f_mntfromname
-    local: bool                # MNT_LOCAL
-
-    def lookup(self, dir_ino: int, name: str) -> int: ...          # "." and ".." included
-    def getattr(self, ino: int) -> Stat: ...
-    def readdir(self, ino: int) -> list[tuple[str, int]]: ...       # "." and ".." first
-    def readlink(self, ino: int) -> str: ...
-    def read(self, ino: int, offset: int, size: int) -> bytes: ...
-    def write(self, ino: int, offset: int, data: bytes) -> int: ...
-    def truncate(self, ino: int, size: int) -> None: ...
-    def create(self, dir_ino: int, name: str, mode: int, uid: int, gid: int) -> int: ...
-    def mkdir(self, dir_ino: int, name: str, mode: int, uid: int, gid: int) -> int: ...
-    def symlink(self, dir_ino: int, name: str, target: str, uid: int, gid: int) -> int: ...
-    def unlink(self, dir_ino: int, name: str) -> None: ...
-    def rmdir(self, dir_ino: int, name: str) -> None: ...
-    def rename(self, fdir: int, fname: str, tdir: int, tname: str) -> None: ...
-    def statfs(self) -> FsFigures: ...
-    def update(self, options: dict[str, str], readonly: bool) -> None: ...
-    def unmount(self) -> None: ...
-    def open_device(self, ino: int, flags: int, caller: Caller) -> DeviceFile: ...
-
-
-class ReadOnlyFs:
-    """Defaults for a file system that cannot change: EROFS for every modification, no devices."""
-
-    local = True
-
-    def write(self, ino: int, offset: int, data: bytes) -> int:
-        raise SysError(EROFS)
-
-    def truncate(self, ino: int, size: int) -> None:
-        raise SysError(EROFS)
-
-    def create(self, dir_ino: int, name: str, mode: int, uid: int, gid: int) -> int:
-        raise SysError(EROFS)
-
-    def mkdir(self, dir_ino: int, name: str, mode: int, uid: int, gid: int) -> int:
-        raise SysError(EROFS)
-
-    def symlink(self, dir_ino: int, name: str, target: str, uid: int, gid: int) -> int:
-        raise SysError(EROFS)
-
-    def unlink(self, dir_ino: int, name: str) -> None:
-        raise SysError(EROFS)
-
-    def rmdir(self, dir_ino: int, name: str) -> None:
-        raise SysError(EROFS)
-
-    def rename(self, fdir: int, fname: str, tdir: int, tname: str) -> None:
-        raise SysError(EROFS)
-
-    def open_device(self, ino: int, flags: int, caller: Caller) -> DeviceFile:
-        raise SysError(EOPNOTSUPP, "device nodes are served by devfs only")
-
-    def update(self, options: dict[str, str], readonly: bool) -> None:
-        if not readonly:
-            raise SysError(EROFS, f"{self.fstype} is read-only")   # type: ignore[attr-defined]
 
 
 # ------------------------------------------------------------------------------ mounts and vnodes
@@ -287,11 +201,7 @@ class Vfs:
     def __init__(self, mesh: Mesh, services: VfsServices | None = None, devfs=None) -> None:
         self.mesh = mesh
         self.services = services or VfsServices()
-        if devfs is None:
-            from kernel_sim.fs.devfs import Devfs
-
-            devfs = Devfs(mesh, now=self.services.now)
-        self.devfs = devfs
+        self.devfs = devfs if devfs is not None else Devfs(mesh, now=self.services.now)
         self.mount_list: list[Mount] = []                 # mount order (getfsstat's order)
         self._covered: dict[tuple[int, int], Mount] = {}  # (id(covered mount), ino) -> mount on top
         self._next_fsid = 1
@@ -864,21 +774,6 @@ def _ufs_errno(exc: UfsError, fs: UfsFs | None = None) -> SysError:
     return SysError(exc.errno, exc.message)
 
 
-def open_provider(vfs: Vfs, source: str, *, write: bool) -> tuple[str, Consumer]:
-    """g_vfs_open: the provider named by "/dev/NAME", held r1 (w1e1 for a read-write mount)."""
-    name = source.removeprefix("/dev/")
-    try:
-        cp = vfs.mesh.open(name, read=True, write=write)
-    except GeomError as exc:
-        raise SysError(exc.errno, str(exc)) from None
-    if write:
-        error = cp.access(0, 0, 1)
-        if error:
-            vfs.mesh.close(cp)
-            raise SysError(error, f"{name}: exclusive access refused")
-    return name, cp
-
-
 def _filter(options: dict[str, str], legal: set[str], fstype: str) -> None:
     bad = [k for k in options if k not in legal and not (k.startswith("no") and k[2:] in legal)
            and ("no" + k) not in legal]
@@ -965,7 +860,7 @@ def _mount_ufs(vfs: Vfs, options: dict[str, str], readonly: bool, covered: Stat 
         raise SysError(EINVAL, "ufs: no \"from\" device")
     if not readonly:
         raise SysError(EOPNOTSUPP, "ufs: the UFS reader is read-only (mount with -o ro)")
-    name, cp = open_provider(vfs, options["from"], write=False)
+    name, cp = open_provider(vfs.mesh, options["from"], write=False)
     try:
         reader = UfsMount.open(cp.read_bytes, cp.provider.mediasize)
     except UfsError as exc:
@@ -1077,9 +972,7 @@ def _mount_devfs(vfs: Vfs, options: dict[str, str], readonly: bool, covered: Sta
 
 
 def _mount_cd9660(vfs: Vfs, options: dict[str, str], readonly: bool, covered: Stat | None) -> FileSystem:
-    from kernel_sim.fs.cd9660 import mount_cd9660
-
-    return mount_cd9660(vfs, options, readonly)
+    return mount_cd9660(vfs.mesh, options, readonly)
 
 
 # ------------------------------------------------------------------------------ kmem charges

@@ -24,7 +24,7 @@ class Diagnosis:
     stage: str
     text: str
     option: str | None = None
-    suggested: int | None = None
+    suggested: int | str | None = None   # a number, or a loader variable's value ("ufs:/dev/md0")
 
 
 def min_locore_map_mb(layout: BootLayout) -> int:
@@ -230,3 +230,32 @@ def diagnose_kmem(startup) -> Diagnosis:
                                     f"(the kernel hangs on real hardware); the arena is {_kmem_source(startup.kmem)}. "
                                     f"{advice} to at least {-(-need // MIB)} MiB, if the KVA layout still fits.",
                      "VM_KMEM_SIZE_SCALE" if scale else "vm.kmem_size", scale)
+
+
+def diagnose_mountroot(startup) -> Diagnosis:
+    """No root mounted: what was tried (or that nothing was specified), whether the prompt was left,
+    and the vfs.root.mountfrom that names a disk holding a file system."""
+    from kernel_sim.kern.mountroot import normal_spec
+
+    head = f"Boot failed in vfs_mountroot: panic \"{startup.panic}\"."
+    if startup.root_specs:
+        why = (f" No root file system could be mounted from {', '.join(startup.root_specs)}; the console "
+               "shows each attempt's error (22: no UFS superblock on the device, 6: no such GEOM provider).")
+    else:
+        why = (" The kernel has no root specification: vfs.root.mountfrom is not in the kernel environment "
+               "and the kernel has neither options ROOTDEVNAME nor options MD_ROOT.")
+    if startup.root_asked:
+        why += " The mountroot> prompt was left with an empty line (or the console input ended)."
+    elif not startup.root_specs:
+        why += (" FreeBSD then waits at the mountroot> prompt for a root to be typed; without console input "
+                "(armboard boot --shell gives it) armboard ends the boot in this panic.")
+    tried = {normal_spec(spec) for spec in startup.root_specs}
+    fits = [c for c in startup.root_candidates if c not in tried]
+    if not fits:
+        return Diagnosis("mountroot", head + why, "vfs.root.mountfrom")
+    names = {"ufs": "UFS", "cd9660": "ISO 9660"}
+    disks = [(c.partition(":")[2].removeprefix("/dev/"), names.get(c.partition(":")[0], c)) for c in fits]
+    found = (f"{disks[0][0]} holds a {disks[0][1]} file system" if len(disks) == 1 else
+             ", ".join(f"{d} ({kind})" for d, kind in disks) + " hold file systems the kernel can mount as root")
+    advice = f" {found}: set vfs.root.mountfrom=\"{fits[0]}\" in loader.conf."
+    return Diagnosis("mountroot", head + why + advice, "vfs.root.mountfrom", fits[0])

@@ -2,9 +2,11 @@
 
 The VM comes first: the physical page allocator and the kernel pmap over the guest's own tables,
 kmeminit, and the boot KVA layout (vm_mem_init, kmeminit, vm_ksubmap_init), which panics as FreeBSD
-does when a consumer does not fit. Then init (pid 1) is forked with a kernel stack of real pages,
-and init starts the processes the `debug.init_procs` tunable asks for; `debug.kmem_stress` puts
-kernel malloc under load. File systems do not exist yet: the kernel halts when init is done.
+does when a consumer does not fit. Then GEOM, md and the root mount (vfs_mountroot, with the
+mountroot> prompt when the console can be read), init (pid 1) forked with a kernel stack of real
+pages, the processes the `debug.init_procs` tunable asks for, `debug.kmem_stress`'s load on kernel
+malloc, and init running /etc/rc from the root. A boot with no root specification and nothing on any
+disk to mount (the tuning scenarios) halts when init's processes are started.
 """
 
 from __future__ import annotations
@@ -19,14 +21,13 @@ from kernel_sim.kern.malloc import M_WAITOK, KmemExhausted, Malloc
 from kernel_sim.kern.proc import KSTACK_GUARD_PAGES, KSTACK_PAGES, KstackFailure, ProcTable
 from kernel_sim.kern.sysctl import SysctlTree, publish_boot_figures
 from kernel_sim.kern.tunables import HZ_DEFAULT, _kmem_options, _tunable_int
+from kernel_sim.kern.version import OSRELDATE, OSRELEASE, VERSION
 from kernel_sim.loader.layout import BootLayout
 from kernel_sim.vm.kmem import KmemResult, kmeminit
 from kernel_sim.vm.kva_layout import KvaLayout, layout_kva
 from kernel_sim.vm.phys import PhysAllocator
 from kernel_sim.vm.pmap import KernelPmap
 from kernel_sim.vm.vmem import Vmem
-
-VERSION = "armboard 0.1.0 (synthetic FreeBSD 12 armv7 kernel)"
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ class Startup:
     geom: object = None                  # the GEOM mesh (kernel_sim.geom.core.Mesh)
     vfs: object = None                   # kernel_sim.fs.vfs.Vfs
     root_specs: list[str] = field(default_factory=list)
+    root_candidates: list[str] = field(default_factory=list)   # what would mount as root ("ufs:/dev/md0")
+    root_asked: bool = False             # the mountroot> prompt was offered (console input)
     wanted_procs: int = 0
     kstack_failure: KstackFailure | None = None
     kmem_failure: KmemExhausted | None = None
@@ -130,6 +133,7 @@ def mi_startup(machine: Machine, handoff: Handoff, layout: BootLayout, ident: st
     """Start the kernel; the result says whether it halted cleanly or how it failed."""
     options = options or {}
     env = env or {}
+    userland = userland or Userland()
     out = machine.console
     s = vm_startup(machine, handoff, layout, options, env)
     _print_banner(out, machine, ident, s, handoff)
@@ -159,11 +163,9 @@ def mi_startup(machine: Machine, handoff: Handoff, layout: BootLayout, ident: st
             s.geom.md.swap_object = s.vm.md_swap_object         # md -t swap: pages in swap-backed objects
             _attach_host_vnodes(s.geom.md, md_vnodes, out.write_text)
         from kernel_sim.fs.vfs import Vfs
-        from kernel_sim.kern.mountroot import mountroot, root_specs
 
         s.vfs = Vfs(s.geom)
-        s.root_specs = root_specs(env, kernconf)
-        if s.root_specs and mountroot(s.vfs, s.root_specs, out.write_text) is None:
+        if not _mount_root(s, env, kernconf, userland, out.write_text):
             s.outcome, s.panic = "panic", "mountroot: unable to (re-)mount root."   # vfs_mountroot.c
             out.write_text(f"panic: {s.panic}\ncpuid = 0\n")
             return s
@@ -197,16 +199,12 @@ def mi_startup(machine: Machine, handoff: Handoff, layout: BootLayout, ident: st
         if s.kmem_failure is not None:
             return s
     if s.vfs is not None and "/" in s.vfs.mounts:
-        _start_init(s, machine, env, userland or Userland())
+        _start_init(s, machine, env, userland)
     else:
         out.write_text("mi_startup: no root file system configured (vfs.root.mountfrom, ROOTDEVNAME or "
-                       "MD_ROOT); init is done, halting.\n")
+                       "MD_ROOT) and none on any disk; init is done, halting.\n")
     out.write_text("The operating system has halted.\n")
     return s
-
-
-OSRELEASE = "12.0-ARMBOARD"      # the branch word says what this is: FreeBSD 12's interfaces, armboard's kernel
-OSRELDATE = 1200086             # sys/sys/param.h __FreeBSD_version of 12.0-RELEASE
 
 
 def _publish_identity(tree, ident: str) -> None:
@@ -219,6 +217,26 @@ def _publish_identity(tree, ident: str) -> None:
     tree.publish("kern.hostname", "string", "armboard", description="Hostname")
     tree.publish("hw.machine", "string", "arm", description="Machine class")
     tree.publish("hw.machine_arch", "string", "armv7", description="System architecture")
+
+
+def _mount_root(s: Startup, env: dict[str, str], kernconf, userland: Userland,
+                printf: Callable[[str], None]) -> bool:
+    """vfs_mountroot over this boot's specifications, with the mountroot> prompt when the console can be
+    read; False when no root mounted (the panic). A boot with no specification and no disk holding a
+    root file system is a kernel-only boot: nothing is tried and it is no failure."""
+    from kernel_sim.kern.mountroot import mountroot, root_candidates, root_specs
+
+    s.root_specs = root_specs(env, kernconf)
+    if not s.root_specs:
+        s.root_candidates = root_candidates(s.vfs)
+        if not s.root_candidates:
+            return True
+    s.root_asked = userland.read_line is not None
+    if mountroot(s.vfs, s.root_specs, printf, ask=userland.read_line, env=env) is not None:
+        return True
+    if s.root_specs:
+        s.root_candidates = root_candidates(s.vfs)
+    return False
 
 
 def _attach_host_vnodes(md, files: list[tuple[str, bool]], printf: Callable[[str], None]) -> None:

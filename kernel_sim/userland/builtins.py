@@ -8,15 +8,28 @@ builtin (`.`, exit, set, shift, ...) ends a script; one in a regular builtin onl
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from kernel_sim.kern.sysapi import Sys, SysError, strerror
 from kernel_sim.userland.commands import echo as echo_cmd
 from kernel_sim.userland.commands import test as test_cmd
+from kernel_sim.userland.shcommon import FuncReturn, LoopControl, ShellError, ShellExit, quote, read_file
 from kernel_sim.userland.shparse import is_name
 
-if TYPE_CHECKING:
-    from kernel_sim.userland.sh import Shell
+
+class Shell(Protocol):
+    """What a builtin may read and change of the shell running it (sh.Shell)."""
+
+    vars: dict[str, str]
+    exported: set[str]
+    functions: dict[str, object]
+    params: list[str]
+    status: int
+    errexit: bool
+    xtrace: bool
+
+    def source(self, text: str, name: str) -> int: ...
+    def evaluate(self, text: str) -> int: ...
 
 
 def run(sh: Shell, name: str, io: Sys, argv: list[str]) -> int:
@@ -24,8 +37,6 @@ def run(sh: Shell, name: str, io: Sys, argv: list[str]) -> int:
 
 
 def _err(name: str, message: str) -> Exception:
-    from kernel_sim.userland.sh import ShellError
-
     return ShellError(message, prefix=name)
 
 
@@ -86,15 +97,11 @@ def _pwd(sh: Shell, io: Sys, argv: list[str]) -> int:
 
 
 def _exit(sh: Shell, io: Sys, argv: list[str]) -> int:
-    from kernel_sim.userland.sh import ShellExit
-
     status = _number("exit", argv[1]) & 0xFF if len(argv) > 1 else sh.status
     raise ShellExit(status)
 
 
 def _set(sh: Shell, io: Sys, argv: list[str]) -> int:
-    from kernel_sim.userland.sh import quote
-
     args = argv[1:]
     if not args:
         for name in sorted(sh.vars):
@@ -131,8 +138,6 @@ def _set(sh: Shell, io: Sys, argv: list[str]) -> int:
 
 
 def _export(sh: Shell, io: Sys, argv: list[str]) -> int:
-    from kernel_sim.userland.sh import quote
-
     args = [a for a in argv[1:] if a != "-p"]
     word = "export" if argv[0] == "export" else "readonly"
     if not args:
@@ -169,8 +174,6 @@ def _shift(sh: Shell, io: Sys, argv: list[str]) -> int:
 
 
 def _dot(sh: Shell, io: Sys, argv: list[str]) -> int:
-    from kernel_sim.userland.sh import read_file
-
     if len(argv) < 2:
         raise _err(".", "missing filename")
     name = argv[1]
@@ -187,28 +190,21 @@ def _dot(sh: Shell, io: Sys, argv: list[str]) -> int:
 
 
 def _eval(sh: Shell, io: Sys, argv: list[str]) -> int:
-    from kernel_sim.userland.shparse import Parser
-
     text = " ".join(argv[1:])
     if not text.strip():
         return 0
-    sh._loop(Parser(text, sh.lineno))
-    return sh.status
+    return sh.evaluate(text)
 
 
 def _loop_ctl(sh: Shell, io: Sys, argv: list[str]) -> int:
-    from kernel_sim.userland.sh import _LoopControl
-
     n = _number(argv[0], argv[1]) if len(argv) > 1 else 1
     if n < 1:
         raise _err(argv[0], f"Illegal number: {argv[1]}")
-    raise _LoopControl(argv[0], n)
+    raise LoopControl(argv[0], n)
 
 
 def _return(sh: Shell, io: Sys, argv: list[str]) -> int:
-    from kernel_sim.userland.sh import _Return
-
-    raise _Return(_number("return", argv[1]) if len(argv) > 1 else sh.status)
+    raise FuncReturn(_number("return", argv[1]) if len(argv) > 1 else sh.status)
 
 
 def _read(sh: Shell, io: Sys, argv: list[str]) -> int:

@@ -17,7 +17,6 @@ subshell (a copy of the shell's variables), as FreeBSD forks for them.
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -36,9 +35,10 @@ from kernel_sim.kern.sysapi import (
     SysError,
     strerror,
 )
-from kernel_sim.userland import commands
+from kernel_sim.userland import builtins, commands
 from kernel_sim.userland.commands._util import UMASK
 from kernel_sim.userland.procsys import PipeBuffer, PipeEnd, ProcSys, with_pipes
+from kernel_sim.userland.shcommon import FuncReturn, LoopControl, ShellError, ShellExit, quote, read_file
 from kernel_sim.userland.shexpand import Expander, ExpandError
 from kernel_sim.userland.shparse import (
     AndOr,
@@ -64,33 +64,6 @@ SPECIAL_BUILTINS = frozenset({":", ".", "break", "continue", "eval", "exit", "ex
                               "set", "shift", "unset"})
 REGULAR_BUILTINS = frozenset({"cd", "pwd", "echo", "test", "[", "true", "false", "read"})
 BIN_DIRS = ("/bin", "/sbin", "/usr/bin", "/usr/sbin")   # where the registry's commands "live"
-_SAFE = re.compile(r"[A-Za-z0-9_@%+=:,./-]+\Z")
-
-
-class ShellExit(Exception):
-    def __init__(self, status: int) -> None:
-        self.status = status
-
-
-class ShellError(Exception):
-    """error() in FreeBSD's sh: a message after the shell's (or the builtin's) name; status 2."""
-
-    def __init__(self, message: str, prefix: str | None = None, status: int = 2) -> None:
-        super().__init__(message)
-        self.message = message
-        self.prefix = prefix
-        self.status = status
-
-
-class _LoopControl(Exception):
-    def __init__(self, kind: str, count: int) -> None:
-        self.kind = kind
-        self.count = count
-
-
-class _Return(Exception):
-    def __init__(self, status: int) -> None:
-        self.status = status
 
 
 @dataclass
@@ -100,13 +73,6 @@ class Stop:
     line: int
     what: str
     status: int
-
-
-def quote(text: str) -> str:
-    """A word as `set -x` and `set` print it: bare when safe, else in single quotes."""
-    if _SAFE.match(text):
-        return text
-    return "'" + text.replace("'", "'\\''") + "'"
 
 
 class Shell:
@@ -212,9 +178,9 @@ class Shell:
             if not self.interactive:
                 self.stop = Stop(self.lineno, exc.message, exc.status)
                 raise ShellExit(exc.status) from None
-        except _LoopControl:
+        except LoopControl:
             pass
-        except _Return as exc:
+        except FuncReturn as exc:
             self.status = exc.status
 
     def _synerror(self, exc: ShSyntaxError) -> None:
@@ -349,9 +315,9 @@ class Shell:
                 break
             try:
                 status = self.run_list(node.body, tested)
-            except _LoopControl as ctl:
+            except LoopControl as ctl:
                 if ctl.count > 1:
-                    raise _LoopControl(ctl.kind, ctl.count - 1) from None
+                    raise LoopControl(ctl.kind, ctl.count - 1) from None
                 if ctl.kind == "break":
                     break
         return status
@@ -363,9 +329,9 @@ class Shell:
             self.vars[node.var] = item
             try:
                 status = self.run_list(node.body, tested)
-            except _LoopControl as ctl:
+            except LoopControl as ctl:
                 if ctl.count > 1:
-                    raise _LoopControl(ctl.kind, ctl.count - 1) from None
+                    raise LoopControl(ctl.kind, ctl.count - 1) from None
                 if ctl.kind == "break":
                     break
         return status
@@ -448,7 +414,7 @@ class Shell:
         try:
             with self._redirected(redirs):
                 return self.run_command(self.functions[name])
-        except _Return as ret:
+        except FuncReturn as ret:
             return ret.status
         finally:
             self.params = saved
@@ -603,16 +569,19 @@ class Shell:
         except ShellError as exc:
             self._warn(exc)
             return exc.status
-        except _Return as exc:
+        except FuncReturn as exc:
             return exc.status
-        except _LoopControl:
+        except LoopControl:
             return self.status
 
     # ------------------------------------------------------------------ builtins
     def _builtin(self, name: str, io: Sys, argv: list[str]) -> int:
-        from kernel_sim.userland import builtins
-
         return builtins.run(self, name, io, argv)
+
+    def evaluate(self, text: str) -> int:
+        """`eval`: the words as commands in this shell, at the current line."""
+        self._loop(Parser(text, self.lineno))
+        return self.status
 
     def source(self, text: str, name: str) -> int:
         """`.`: the file's commands in this shell; its messages carry its own name (FreeBSD's dotcmd)."""
@@ -620,7 +589,7 @@ class Shell:
         self.commandname = name
         try:
             self._loop(Parser(text))
-        except _Return as exc:
+        except FuncReturn as exc:
             self.status = exc.status
         finally:
             self.commandname = saved
@@ -660,18 +629,6 @@ def _save_fd(io: Sys, fd: int) -> int | None:
         k += 1
     real.dup2(fd, k)
     return k
-
-
-def read_file(sys: Sys, path: str) -> str:
-    """A whole file through the descriptor calls (scripts are read this way)."""
-    fd = sys.open(path, O_RDONLY)
-    try:
-        chunks = []
-        while chunk := sys.read(fd, 65536):
-            chunks.append(chunk)
-    finally:
-        sys.close(fd)
-    return b"".join(chunks).decode("utf-8", "surrogateescape")
 
 
 def run_file(sys: Sys, path: str, args: list[str], *, errexit: bool = False, xtrace: bool = False) -> int:
