@@ -43,7 +43,8 @@ def boot_tmpfs(physmem: str, swap: str | None, tmp: Path):
     if swap is not None:
         size, _, kind = swap.partition(":")
         path = tmp / f"virt-swap-{kind}.toml"
-        path.write_text((PROFILE_DIR / "virt.toml").read_text() + f'\n[swap]\nsize = "{size}"\nallocator = "{kind}"\n')
+        base = Path(PROFILE_DIR, "virt.toml").read_text()
+        path.write_text(base + f'\n[swap]\nsize = "{size}"\nallocator = "{kind}"\n')
         board = str(path)
     result = boot_mod.run(boot_mod.prepare(boot_mod.BootRequest(board=board, physmem=physmem, loader_conf=None)))
     if result.exit_code != 0:

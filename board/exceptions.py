@@ -7,7 +7,7 @@ aborts) set, Thumb/IT/J cleared, DFSR/DFAR or IFSR/IFAR written, PC = VBAR + off
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import namedtuple
 
 from .ucapi import UC_ARM_REG_CPSR, UC_ARM_REG_LR, UC_ARM_REG_PC, UC_ARM_REG_SPSR, Uc
 
@@ -22,13 +22,12 @@ FSR_SYNC_EXTERNAL = 0x008
 FSR_WNR = 1 << 11
 
 
-@dataclass(frozen=True)
-class Vector:
-    name: str
-    offset: int       # from VBAR
-    mode: int
-    lr_adjust: int    # LR = address of the faulting/next instruction + this (ARM state)
-    mask_abort: bool
+class Vector(namedtuple("Vector", "name offset mode lr_adjust mask_abort")):
+    """An exception vector: `offset` from VBAR, the `mode` entered, LR = the address of the
+    faulting (or next) instruction + `lr_adjust` in ARM state, and whether CPSR.A is set too.
+    A namedtuple, not a dataclass: this module is on every boot's path, dataclasses is not."""
+
+    __slots__ = ()
 
 
 UNDEFINED = Vector("undefined instruction", 0x04, MODE_UND, 4, False)

@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO
 
 from . import exceptions as exc
-from .devices.cfi import CfiFlash, CfiGeometry, FlashImage
+from .devices.flash_image import GEOMETRY_NAMES, FlashImage
 from .devices.pl011 import PL011, Console
-from .memory import FileOverlay, PhysicalMemory
-from .profile import BoardProfile, SwapSpec
+from .memory import PhysicalMemory
 from .uc_vmem import vmem_read
 from .ucapi import (
     UC_ARCH_ARM,
@@ -55,8 +51,22 @@ from .ucapi import (
     UcError,
 )
 
+TYPE_CHECKING = False   # typing costs an import on every boot; annotations are strings here
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import BinaryIO
+
+    from .devices.cfi import CfiFlash
+    from .memory import FileOverlay
+    from .profile import BoardProfile, SwapSpec
     from .storage import Allocator  # imported only with a swap device: zstandard is slow to import
+
+    # A hypercall handler returns None to let the guest continue, or a value to stop the run.
+    HypercallHandler = Callable[["Machine", int], object]
+    # Classifies a data/prefetch abort from the MMU's view: (va, access) -> FSR value.
+    FaultClassifier = Callable[["Machine", int, str], int]
+    # Answers a TLB fill: (va, access, privileged) -> (pa, perms as UC_PROT_* bits) or the FSR of the fault.
+    TlbFill = Callable[["Machine", int, str, bool], "tuple[int, int] | int"]
 
 HYPERCALL_IMM = 0x0AB0AB
 SEMIHOSTING_IMM = 0x123456
@@ -67,74 +77,80 @@ EXCP_SWI, EXCP_PREFETCH_ABORT, EXCP_DATA_ABORT = 2, 3, 4   # QEMU's target/arm/c
 EXIT_ADDRESS = 0xFFFFFFFC
 
 
-@dataclass
 class Stop:
-    """Why the run loop returned."""
+    """Why the run loop returned: `kind` is "exit", "hypercall", "breakpoint", "timeout" or
+    "error"; `code` the semihosting exit status or the hypercall number; `value` what a hypercall
+    handler returned."""
 
-    kind: str                 # "exit", "hypercall", "breakpoint", "timeout", "error"
-    code: int = 0             # semihosting exit status, or the hypercall number
-    detail: str = ""
-    value: object = None      # what a hypercall handler returned
+    __slots__ = ("kind", "code", "detail", "value")
+
+    def __init__(self, kind: str, code: int = 0, detail: str = "", value: object = None) -> None:
+        self.kind, self.code, self.detail, self.value = kind, code, detail, value
+
+    def __repr__(self) -> str:
+        return f"Stop({self.kind!r}, {self.code}, {self.detail!r}, {self.value!r})"
 
 
-@dataclass
 class Fault:
     """A synchronous exception the board delivered to the guest (kept for diagnosis)."""
 
-    vector: str
-    pc: int
-    address: int | None
-    fsr: int | None
-    physical: int | None = None
-    access: str = "read"
+    __slots__ = ("vector", "pc", "address", "fsr", "physical", "access")
+
+    def __init__(self, vector: str, pc: int, address: int | None, fsr: int | None, physical: int | None = None,
+                 access: str = "read") -> None:
+        self.vector, self.pc, self.address, self.fsr = vector, pc, address, fsr
+        self.physical, self.access = physical, access
+
+    def __repr__(self) -> str:
+        return (f"Fault({self.vector!r}, pc=0x{self.pc:08x}, address={self.address!r}, fsr={self.fsr!r}, "
+                f"physical={self.physical!r}, access={self.access!r})")
 
 
-def _embedded_8m() -> CfiGeometry:
-    """geom_map(4)'s 8 MiB flash with 64 KiB erase blocks, as two x16 AMD chips on a 32-bit bus:
-    the bus width 4 is the sector size its cfid0 shows in kern.geom.conftxt."""
-    import dataclasses
-
-    return dataclasses.replace(CfiGeometry.geom_map_example(), bank_width=4, name="embedded-8m")
-
-
-FLASH_GEOMETRIES: dict[str, Callable[[], CfiGeometry]] = {
-    "qemu-virt": CfiGeometry.qemu_virt,
-    "geom-map-example": CfiGeometry.geom_map_example,
-    "embedded-8m": _embedded_8m,
-}
-
-
-@dataclass
 class FlashBank:
-    """A CFI flash on the bus: plain memory while in read-array mode, MMIO otherwise."""
+    """A CFI flash on the bus: plain memory while in read-array mode, MMIO otherwise.
 
-    base: int
-    size: int
-    device: CfiFlash
-    mapped_as: str = ""       # "memory" or "mmio"
+    The command-set model (board/devices/cfi.py) is built on first use, when the guest writes a
+    command or a driver of the Python kernel touches the bank: until then a read is the image's
+    bytes, which is all read-array mode returns, and the boot never imports it."""
+
+    def __init__(self, name: str, base: int, size: int, geometry: str, image: FlashImage,
+                 on_mode_change: Callable[[bool], None]) -> None:
+        self.name, self.base, self.size, self.geometry, self.image = name, base, size, geometry, image
+        self._on_mode_change = on_mode_change
+        self._device: CfiFlash | None = None
+        self.mapped_as = ""       # "memory" or "mmio"
+
+    @property
+    def device(self) -> CfiFlash:
+        if self._device is None:
+            from .devices.cfi import GEOMETRIES, CfiFlash
+
+            self._device = CfiFlash(GEOMETRIES[self.geometry](), self.image, name=self.name,
+                                    on_mode_change=self._on_mode_change)
+        return self._device
+
+    @property
+    def in_read_array(self) -> bool:
+        return self._device is None or self._device.in_read_array
 
     @property
     def address(self) -> int:
         import ctypes
 
-        return ctypes.addressof(ctypes.c_char.from_buffer(self.device.image.host))
+        return ctypes.addressof(ctypes.c_char.from_buffer(self.image.host))
 
 
-# A hypercall handler returns None to let the guest continue, or a value to stop the run.
-HypercallHandler = Callable[["Machine", int], object]
-# Classifies a data/prefetch abort from the MMU's view: (va, access) -> FSR value.
-FaultClassifier = Callable[["Machine", int, str], int]
-# Answers a TLB fill: (va, access, privileged) -> (pa, perms as UC_PROT_* bits) or the FSR of the fault.
-TlbFill = Callable[["Machine", int, str, bool], "tuple[int, int] | int"]
-
-
-@dataclass
 class _Pending:
-    error: BaseException | None = None
-    stop: Stop | None = None
-    unmapped: tuple[int, str] | None = None
-    refused_fill: tuple[int, str, int] | None = None
-    flash_write: FlashBank | None = None
+    """What the hooks of one emu_start left for the run loop."""
+
+    __slots__ = ("error", "stop", "unmapped", "refused_fill", "flash_write")
+
+    def __init__(self) -> None:
+        self.error: BaseException | None = None
+        self.stop: Stop | None = None
+        self.unmapped: tuple[int, str] | None = None
+        self.refused_fill: tuple[int, str, int] | None = None
+        self.flash_write: FlashBank | None = None
 
 
 class Machine:
@@ -158,12 +174,14 @@ class Machine:
         self.flash: dict[str, FlashBank] = {}
         self._flash_remap: set[str] = set()
         for f in profile.flash:
-            if f.geometry not in FLASH_GEOMETRIES:
+            if f.geometry not in GEOMETRY_NAMES:
                 raise ValueError(f"board {profile.name}: unknown flash geometry '{f.geometry}'")
-            image = (flash_images or {}).get(f.name)
-            device = CfiFlash(FLASH_GEOMETRIES[f.geometry](), image, name=f.name,
-                              on_mode_change=lambda _ra, name=f.name: self._flash_mode_changed(name))
-            self.flash[f.name] = bank = FlashBank(f.base, f.size, device)
+            image = (flash_images or {}).get(f.name) or FlashImage.anonymous(f.size)
+            if image.size != f.size:
+                raise ValueError(f"flash image {image.path or ''} is {image.size} bytes; flash bank {f.name} of "
+                                 f"board {profile.name} is exactly {f.size} bytes")
+            self.flash[f.name] = bank = FlashBank(f.name, f.base, f.size, f.geometry, image,
+                                                  lambda _ra, name=f.name: self._flash_mode_changed(name))
             self._map_flash(bank)
         self.console = Console(console)
         # The swap device: a block device of a size over a host-side store; the kernel decides its use.
@@ -285,7 +303,7 @@ class Machine:
     # ------------------------------------------------------------------ flash
     def _map_flash(self, bank: FlashBank) -> None:
         """Read-array mode: the array as plain memory (writes trap); otherwise MMIO to the device."""
-        want = "memory" if bank.device.in_read_array else "mmio"
+        want = "memory" if bank.in_read_array else "mmio"
         if bank.mapped_as == want:
             return
         if bank.mapped_as:

@@ -13,22 +13,25 @@ import mmap
 import os
 import struct
 from bisect import bisect_right
-from dataclasses import dataclass
-from pathlib import Path
+from collections import namedtuple
+
+TYPE_CHECKING = False   # typing and pathlib cost imports on every boot; annotations are strings here
+if TYPE_CHECKING:
+    from os import PathLike
 
 PAGE = mmap.PAGESIZE
 
 
-@dataclass
 class Region:
-    """One host mapping behind a range of guest physical addresses."""
+    """One host mapping behind a range of guest physical addresses; `kind` is "ram", "file" or "flash"."""
 
-    base: int
-    size: int
-    host: mmap.mmap
-    kind: str  # "ram", "file" or "flash"
-    name: str
-    writable: bool = True
+    __slots__ = ("base", "size", "host", "kind", "name", "writable")
+
+    def __init__(self, base: int, size: int, host: mmap.mmap, kind: str, name: str, writable: bool = True) -> None:
+        self.base, self.size, self.host, self.kind, self.name, self.writable = base, size, host, kind, name, writable
+
+    def __repr__(self) -> str:
+        return f"Region(0x{self.base:x}, 0x{self.size:x}, {self.kind!r}, {self.name!r})"
 
     @property
     def end(self) -> int:
@@ -39,12 +42,10 @@ class Region:
         return ctypes.addressof(ctypes.c_char.from_buffer(self.host))
 
 
-@dataclass(frozen=True)
-class FileOverlay:
-    """Map the page-aligned head of a file privately at a guest physical address."""
+class FileOverlay(namedtuple("FileOverlay", "pa path")):
+    """Map the page-aligned head of the file `path` privately at the guest physical address `pa`."""
 
-    pa: int
-    path: Path
+    __slots__ = ()
 
 
 class PhysicalAbort(Exception):
@@ -138,7 +139,7 @@ class PhysicalMemory:
         else:
             struct.pack_into("<I", r.host, pa - r.base, value)
 
-    def readinto_file(self, pa: int, path: Path, length: int, offset: int = 0) -> None:
+    def readinto_file(self, pa: int, path: str | PathLike[str], length: int, offset: int = 0) -> None:
         """Read a file straight into guest RAM (no intermediate Python bytes for large files)."""
         with open(path, "rb") as f:
             f.seek(offset)

@@ -10,27 +10,26 @@ from __future__ import annotations
 import marshal
 import os
 import zlib
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections import namedtuple
 
+TYPE_CHECKING = False   # typing, dataclasses and pathlib cost imports on every boot; annotations are strings
 if TYPE_CHECKING:
+    from typing import Any
+
     from .storage import Allocator
 
-PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
+PROFILE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "profiles")
 
 
 class ProfileError(ValueError):
     """A board profile that is missing or malformed."""
 
 
-@dataclass(frozen=True)
-class RegionSpec:
-    name: str
-    base: int
-    size: int
-    type: str = "memory"
-    geometry: str = ""      # for flash banks: a CFI geometry name (board/devices/cfi.py)
+class RegionSpec(namedtuple("RegionSpec", "name base size type geometry", defaults=("memory", ""))):
+    """A region of the memory map: a flash bank (`geometry`: a CFI geometry name, see
+    board/devices/flash_image.py) or a device (`type`: "pl011")."""
+
+    __slots__ = ()
 
 
 SWAP_ALLOCATORS = ("sparse", "malloc", "zstd")
@@ -41,13 +40,11 @@ SWAP_MIN_SIZE = 3 * 4096
 ZSTD_LEVELS = range(1, 23)     # zstd's compression levels 1..ZSTD_maxCLevel() (22)
 
 
-@dataclass(frozen=True)
-class SwapSpec:
-    """A swap device: `size` bytes in a board/storage allocator (sparse, malloc or zstd)."""
+class SwapSpec(namedtuple("SwapSpec", "size allocator options", defaults=("sparse", ()))):
+    """A swap device: `size` bytes in a board/storage allocator (sparse, malloc or zstd), with its
+    options as ((name, value), ...)."""
 
-    size: int
-    allocator: str = "sparse"
-    options: tuple[tuple[str, Any], ...] = ()
+    __slots__ = ()
 
     def open(self) -> Allocator:
         """The store, as `nbdkit memory SIZE allocator=KIND[,options]` would make it."""
@@ -122,7 +119,7 @@ def parse_swap_spec(text: str, *, where: str = "--swap") -> SwapSpec:
     return swap_spec(size.strip(), allocator.strip() or "sparse", options, where=f"{where} {text!r}:")
 
 
-def _profile_swap(data: dict, path: Path) -> SwapSpec | None:
+def _profile_swap(data: dict, path: str) -> SwapSpec | None:
     table = data.get("swap")
     if table is None:
         return None
@@ -134,20 +131,12 @@ def _profile_swap(data: dict, path: Path) -> SwapSpec | None:
     return swap_spec(table["size"], table.get("allocator", "sparse"), options, where=f"{path}: [swap]")
 
 
-@dataclass(frozen=True)
-class BoardProfile:
-    name: str
-    description: str
-    cpu: str
-    ram_base: int
-    ram_default: int
-    ram_min: int
-    ram_max: int
-    flash: tuple[RegionSpec, ...]
-    devices: tuple[RegionSpec, ...]
-    console_device: str
-    console_devmap_va: int
-    swap: SwapSpec | None = None
+class BoardProfile(namedtuple("BoardProfile", "name description cpu ram_base ram_default ram_min ram_max flash "
+                                               "devices console_device console_devmap_va swap", defaults=(None,))):
+    """A board: its RAM (base, default, smallest and largest size), flash banks and devices
+    (tuples of RegionSpec), the console device and where the kernel maps it, and a swap device."""
+
+    __slots__ = ()
 
     @property
     def console(self) -> RegionSpec:
@@ -155,19 +144,20 @@ class BoardProfile:
 
 
 def available_profiles() -> list[str]:
-    return sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
+    return sorted(name[:-5] for name in os.listdir(PROFILE_DIR) if name.endswith(".toml"))
 
 
-def _read_toml(path: Path) -> dict:
+def _read_toml(path: str) -> dict:
     """The parsed TOML, from a marshal cache beside the user's cache when it is fresh.
 
     tomllib (with typing and datetime) costs more to import than a boot's own set-up; the cache
     is keyed by the file's path, size and modification time, and is only an optimisation."""
-    st = path.stat()
+    st = os.stat(path)
     root = os.environ.get("ARMBOARD_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "armboard")
-    key = f"{zlib.crc32(str(path.resolve()).encode()):08x}-{st.st_size}-{st.st_mtime_ns}"
-    cached = os.path.join(root, "profiles", f"{path.stem}-{key}.marshal")
+    key = f"{zlib.crc32(os.path.realpath(path).encode()):08x}-{st.st_size}-{st.st_mtime_ns}"
+    stem = os.path.splitext(os.path.basename(path))[0]
+    cached = os.path.join(root, "profiles", f"{stem}-{key}.marshal")
     try:
         with open(cached, "rb") as f:
             return marshal.load(f)
@@ -175,7 +165,8 @@ def _read_toml(path: Path) -> dict:
         pass
     import tomllib
 
-    data = tomllib.loads(path.read_text())
+    with open(path, encoding="utf-8") as f:
+        data = tomllib.loads(f.read())
     try:
         os.makedirs(os.path.dirname(cached), exist_ok=True)
         tmp = f"{cached}.{os.getpid()}"
@@ -189,10 +180,10 @@ def _read_toml(path: Path) -> dict:
 
 def load_profile(name_or_path: str) -> BoardProfile:
     """A profile by name (board/profiles/NAME.toml) or by path to a TOML file."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = PROFILE_DIR / f"{name_or_path}.toml"
-    if not path.is_file():
+    path = os.fspath(name_or_path)
+    if not os.path.splitext(path)[1]:
+        path = os.path.join(PROFILE_DIR, f"{path}.toml")
+    if not os.path.isfile(path):
         raise ProfileError(f"unknown board '{name_or_path}' (known: {', '.join(available_profiles())})")
     try:
         data = _read_toml(path)

@@ -21,12 +21,15 @@ guest access would use, and does not raise a guest exception when it faults.
 from __future__ import annotations
 
 import ctypes
-from typing import Any
 
 from .ucapi import UC_PROT_EXEC, UC_PROT_READ, UC_PROT_WRITE, UcError
 from .ucapi import lib as uclib
 
-Uc = Any  # board.ucapi.Uc or unicorn.Uc: both keep the engine handle in `_uch`
+TYPE_CHECKING = False   # typing costs an import on every boot; annotations are strings here
+if TYPE_CHECKING:
+    from typing import Any
+
+    Uc = Any  # board.ucapi.Uc or unicorn.Uc: both keep the engine handle in `_uch`
 
 __all__ = [
     "UC_PROT_EXEC",
@@ -46,9 +49,9 @@ _translate_t = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int, ctypes.POINTER(ctypes.c_uint64)
 )
 _rw_t = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t)
-_uc_vmem_translate: Any = _translate_t(("uc_vmem_translate", uclib))
-_uc_vmem_read: Any = _rw_t(("uc_vmem_read", uclib))
-_uc_vmem_write: Any = _rw_t(("uc_vmem_write", uclib))
+_uc_vmem_translate = _translate_t(("uc_vmem_translate", uclib))
+_uc_vmem_read = _rw_t(("uc_vmem_read", uclib))
+_uc_vmem_write = _rw_t(("uc_vmem_write", uclib))
 
 
 def _handle(uc: Uc) -> ctypes.c_void_p:

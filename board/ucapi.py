@@ -16,7 +16,10 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
-from collections.abc import Callable, Sequence
+
+TYPE_CHECKING = False   # typing costs an import on every boot; annotations are strings here
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
 
 # unicorn_const.py
 UC_ARCH_ARM, UC_MODE_ARM = 1, 0

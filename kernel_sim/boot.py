@@ -233,7 +233,7 @@ def build_machine(prep: PreparedBoot) -> Machine:
 
     layout = prep.layout
     overlays = tuple(FileOverlay(pa, path) for pa, path in layout.overlays)
-    from board.devices.cfi import FlashImage
+    from board.devices.flash_image import FlashImage
 
     # MAP_SHARED: every completed program or erase is in the file even if armboard is killed.
     images = {name: FlashImage.open(path, durable=False) for name, path in prep.flash.items()}

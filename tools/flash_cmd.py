@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from board.devices.cfi import CfiGeometry
+from board.devices.cfi import GEOMETRIES, CfiGeometry
 from kernel_sim.errors import InputError
 from kernel_sim.geom.map_hints import (
     MAP_MAX_MARKER_LEN,
@@ -736,9 +736,7 @@ def misaligned(provider: str, media_size: int, geometry: CfiGeometry | None, era
 
 def _geometry_of_size(media_size: int) -> tuple[CfiGeometry, str]:
     """The flash bank an image of this size is for; geom_map(4)'s 64K-block flash when none is."""
-    from board.machine import FLASH_GEOMETRIES
-
-    for name, make in FLASH_GEOMETRIES.items():
+    for name, make in GEOMETRIES.items():
         geometry = make()
         if geometry.size == media_size:
             return geometry, f"the {name} bank, by the image size"
@@ -747,7 +745,6 @@ def _geometry_of_size(media_size: int) -> tuple[CfiGeometry, str]:
 
 def _profile_geometry(board: str) -> tuple[CfiGeometry, str]:
     """The geometry of a board's first flash bank, as the booted kernel's cfi driver sees it."""
-    from board.machine import FLASH_GEOMETRIES
     from board.profile import ProfileError, load_profile
 
     try:
@@ -757,4 +754,4 @@ def _profile_geometry(board: str) -> tuple[CfiGeometry, str]:
     if not profile.flash:
         raise InputError(f"board {profile.name} has no flash", "--profile")
     bank = profile.flash[0]
-    return FLASH_GEOMETRIES[bank.geometry](), f"board {profile.name}, {bank.name}"
+    return GEOMETRIES[bank.geometry](), f"board {profile.name}, {bank.name}"

@@ -32,14 +32,13 @@ Where this model and QEMU or real parts differ, on purpose:
 
 from __future__ import annotations
 
-import mmap
-import os
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 from typing import Any
+
+from .flash_image import FlashImage, human_size
 
 INTEL = 0x0001   # Intel/Sharp extended command set (JEP137 ID 0x0001)
 AMD = 0x0002     # AMD/Fujitsu standard command set (ID 0x0002)
@@ -74,13 +73,6 @@ _WC_ABORT = 10           # write-buffer abort: AA@unlock0, 55@unlock1, F0 leaves
 
 KIB = 1024
 MIB = 1024 * KIB
-
-
-def _human(size: int) -> str:
-    for unit, name in ((1 << 30, "GiB"), (MIB, "MiB"), (KIB, "KiB")):
-        if size >= unit and size % unit == 0:
-            return f"{size // unit} {name}"
-    return f"{size} bytes"
 
 
 def _log2(value: int) -> int:
@@ -260,83 +252,20 @@ class CfiGeometry:
         return bytes(t)
 
 
-class FlashImage:
-    """The bytes of a bank: a host file mapped MAP_SHARED (or anonymous memory) the CPU can map.
+def _embedded_8m() -> CfiGeometry:
+    """geom_map(4)'s 8 MiB flash with 64 KiB erase blocks, as two x16 AMD chips on a 32-bit bus:
+    the bus width 4 is the sector size its cfid0 shows in kern.geom.conftxt."""
+    import dataclasses
 
-    Only completed program and erase operations write to it, each followed by sync() of the
-    touched range (msync), so the file holds every completed operation even if armboard is killed
-    right after. `durable=False` skips the msync (the page cache still has the data: a killed
-    process loses nothing, only a host crash could); the file is synced when closed either way.
-    """
+    return dataclasses.replace(CfiGeometry.geom_map_example(), bank_width=4, name="embedded-8m")
 
-    def __init__(self, host: mmap.mmap, size: int, *, path: Path | None = None, writable: bool = True,
-                 durable: bool = True) -> None:
-        self.host = host
-        self.size = size
-        self.path = path
-        self.writable = writable
-        self.durable = durable
-        self.array = memoryview(host)
-        self.syncs = 0
 
-    @classmethod
-    def open(cls, path: str | os.PathLike[str], size: int | None = None, *, readonly: bool = False,
-             durable: bool = True) -> FlashImage:
-        """Map a file as a flash image; its size must be `size` exactly (ValueError with both sizes).
-
-        The file is never truncated, padded or rewritten. `readonly` maps it copy-on-write and the
-        device refuses programs and erases (status error bits, as QEMU does for a read-only drive)."""
-        p = Path(path)
-        actual = os.stat(p).st_size
-        if size is not None and actual != size:
-            raise ValueError(f"flash image {p} is {actual} bytes ({_human(actual)}); "
-                             f"the flash bank needs exactly {size} bytes ({_human(size)})")
-        if actual == 0:
-            raise ValueError(f"flash image {p} is empty")
-        with open(p, "rb" if readonly else "r+b") as f:
-            if readonly:
-                host = mmap.mmap(f.fileno(), actual, access=mmap.ACCESS_COPY)
-            else:
-                host = mmap.mmap(f.fileno(), actual, flags=mmap.MAP_SHARED,
-                                 prot=mmap.PROT_READ | mmap.PROT_WRITE)
-        return cls(host, actual, path=p, writable=not readonly, durable=durable)
-
-    @classmethod
-    def anonymous(cls, size: int, fill: int = 0x00) -> FlashImage:
-        """Host memory with no file: pages cost nothing until touched. QEMU's virt flash without a
-        drive reads 0; `fill=0xFF` gives an erased part (and touches every page)."""
-        host = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,
-                         prot=mmap.PROT_READ | mmap.PROT_WRITE)
-        if fill:
-            chunk = bytes([fill]) * min(size, MIB)
-            for off in range(0, size, len(chunk)):
-                n = min(len(chunk), size - off)
-                host[off:off + n] = chunk[:n]
-        return cls(host, size)
-
-    def sync(self, offset: int, length: int) -> None:
-        """msync the pages holding [offset, offset+length) so a completed operation is in the file."""
-        if self.path is None or not self.writable or not self.durable or length <= 0:
-            return
-        page = mmap.PAGESIZE
-        start = offset - offset % page
-        end = min(self.size, -(-(offset + length) // page) * page)
-        self.host.flush(start, end - start)
-        self.syncs += 1
-
-    def close(self) -> None:
-        if self.host.closed:
-            return
-        if self.path is not None and self.writable:
-            self.host.flush()
-        self.array.release()
-        self.host.close()
-
-    def __enter__(self) -> FlashImage:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+# The geometries a board profile names, by the names board/devices/flash_image.py lists.
+GEOMETRIES: dict[str, Callable[[], CfiGeometry]] = {
+    "qemu-virt": CfiGeometry.qemu_virt,
+    "geom-map-example": CfiGeometry.geom_map_example,
+    "embedded-8m": _embedded_8m,
+}
 
 
 class CfiFlash:
@@ -355,8 +284,8 @@ class CfiFlash:
             image = FlashImage.anonymous(geometry.size)
         if image.size != geometry.size:
             where = f"flash image {image.path}" if image.path else "flash image"
-            raise ValueError(f"{where} is {image.size} bytes ({_human(image.size)}); the {geometry.name} flash "
-                             f"bank needs exactly {geometry.size} bytes ({_human(geometry.size)})")
+            raise ValueError(f"{where} is {image.size} bytes ({human_size(image.size)}); the {geometry.name} flash "
+                             f"bank needs exactly {geometry.size} bytes ({human_size(geometry.size)})")
         g = geometry
         self.geometry = g
         self.image = image

@@ -7,8 +7,10 @@ UART transmits whether or not the guest set UARTEN.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import BinaryIO
+TYPE_CHECKING = False   # typing costs an import on every boot; annotations are strings here
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import BinaryIO
 
 DR, RSR, FR, ILPR, IBRD, FBRD, LCR_H, CR, IFLS, IMSC, RIS, MIS, ICR, DMACR = (
     0x00, 0x04, 0x18, 0x20, 0x24, 0x28, 0x2C, 0x30, 0x34, 0x38, 0x3C, 0x40, 0x44, 0x48)

@@ -822,3 +822,11 @@ def test_random_operations_match_a_nor_model(name, data):
     for idx in tracked:
         start, bsize = g.block_start(idx)
         assert bytes(dev.array[start:start + bsize]) == bytes(model[idx]), f"block {idx}"
+
+
+def test_every_geometry_a_profile_may_name_is_built_by_the_cfi_model():
+    from board.devices.cfi import GEOMETRIES
+    from board.devices.flash_image import GEOMETRY_NAMES
+
+    assert tuple(GEOMETRIES) == GEOMETRY_NAMES
+    assert all(GEOMETRIES[name]().name == name for name in GEOMETRY_NAMES)

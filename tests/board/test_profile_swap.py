@@ -21,7 +21,7 @@ from board.profile import (
 def profile_with(tmp_path: Path, swap_toml: str, name: str = "board.toml") -> Path:
     """The shipped embedded profile plus `swap_toml` (a top-level `swap = ...` key goes first)."""
     path = tmp_path / name
-    base = (PROFILE_DIR / "embedded.toml").read_text()
+    base = Path(PROFILE_DIR, "embedded.toml").read_text()
     path.write_text(swap_toml + base if swap_toml.startswith("swap =") else base + "\n" + swap_toml)
     return path
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from board.devices.cfi import FlashImage
+from board.devices.flash_image import FlashImage
 from board.machine import Machine
 from board.profile import load_profile
 from kernel_sim.dev.cfi import AMD, INTEL, CfiDriver, CfiProbeError

@@ -27,7 +27,7 @@ def booted(boot, tmp_path: Path, swap: str | None):
     board = "virt"
     if swap is not None:
         size, _, allocator = swap.partition(":")
-        text = (PROFILE_DIR / "virt.toml").read_text()
+        text = Path(PROFILE_DIR, "virt.toml").read_text()
         path = tmp_path / "virt-swap.toml"
         path.write_text(text + f'\n[swap]\nsize = "{size}"\nallocator = "{allocator or "sparse"}"\n')
         board = str(path)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from board.devices.cfi import FlashImage
+from board.devices.flash_image import FlashImage
 from board.machine import Machine
 from board.profile import load_profile
 from kernel_sim.dev.cfi import CfiDriver
