@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from collections import namedtuple
 
 KERNVIRTADDR = 0xC0000000   # sys/arm/include/vmparam.h
 KERNBASE = KERNVIRTADDR
@@ -20,16 +20,11 @@ CONFIG_VERSION = 1
 CONFIG_FORMAT = "<8I8I"
 
 
-@dataclass(frozen=True)
-class GuestConfig:
-    """What the configure step writes into the kernel's .armboard_config section."""
+class GuestConfig(namedtuple("GuestConfig", "locore_map_mb nkpt2pg invariants kernel_end uart_pa uart_devmap_va")):
+    """What the configure step writes into the kernel's .armboard_config section. (The records of
+    this module are namedtuples: it is on every boot's path, and dataclasses costs an import there.)"""
 
-    locore_map_mb: int
-    nkpt2pg: int
-    invariants: bool
-    kernel_end: int
-    uart_pa: int
-    uart_devmap_va: int
+    __slots__ = ()
 
     def pack(self) -> bytes:
         return struct.pack(CONFIG_FORMAT, CONFIG_MAGIC, CONFIG_VERSION, self.locore_map_mb, self.nkpt2pg,
@@ -46,20 +41,17 @@ MAX_MODULES = 16
 HANDOFF_SIZE = 4 * len(HANDOFF_FIELDS) + 16 * MAX_MODULES
 
 
-@dataclass(frozen=True)
-class GuestModule:
-    name: str
-    type: str
-    addr: int
-    size: int
+class GuestModule(namedtuple("GuestModule", "name type addr size")):
+    """A module initarm found in the preload metadata."""
+
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class Handoff:
-    """struct handoff: what initarm and pmap_bootstrap found and built."""
+class Handoff(namedtuple("Handoff", "fields modules")):
+    """struct handoff: what initarm and pmap_bootstrap found and built (`fields` by name, and
+    the GuestModules); each field reads as an attribute too (handoff.kernend)."""
 
-    fields: dict[str, int]
-    modules: tuple[GuestModule, ...]
+    __slots__ = ()
 
     def __getattr__(self, name: str) -> int:
         try:

@@ -11,11 +11,9 @@ import marshal
 import os
 import sys
 import zlib
-from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
+from collections import namedtuple
 
-GUEST_DIR = Path(__file__).resolve().parent
+GUEST_DIR = os.path.dirname(os.path.abspath(__file__))
 SOURCES = ("locore.S", "console.c", "trap.c", "initarm.c", "pmap.c")
 INPUTS = (*SOURCES, "armboard.h", "link.ld")
 ZIG_VERSION = "0.17.1"  # pinned in pyproject.toml
@@ -32,24 +30,18 @@ class GuestBuildError(RuntimeError):
     """The guest kernel could not be built (missing toolchain or a compiler error)."""
 
 
-@dataclass(frozen=True)
-class Segment:
-    offset: int
-    vaddr: int
-    paddr: int
-    filesz: int
-    memsz: int
-    flags: int
+class Segment(namedtuple("Segment", "offset vaddr paddr filesz memsz flags")):
+    """One PT_LOAD segment of the ELF (p_offset, p_vaddr, ...). The records here are namedtuples
+    and paths plain strings: this module is on every boot's path, dataclasses and pathlib are not."""
+
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class GuestImage:
-    """The built kernel: its ELF file plus what the loader needs from it."""
+class GuestImage(namedtuple("GuestImage", "elf_path entry segments symbols")):
+    """The built kernel: its ELF file (a path) plus what the loader needs from it: the entry point,
+    the Segments and the symbols (name -> address)."""
 
-    elf_path: Path
-    entry: int
-    segments: tuple[Segment, ...]
-    symbols: dict[str, int]
+    __slots__ = ()
 
     @property
     def image_end(self) -> int:
@@ -74,31 +66,38 @@ def source_hash() -> str:
     A content key, not a security hash: it is computed on every boot, and hashlib's import alone
     costs more than the boot's own work before the CPU starts."""
     data = b"\0".join([ZIG_VERSION.encode(), "\0".join(CFLAGS).encode()]
-                      + [name.encode() + b"\0" + (GUEST_DIR / name).read_bytes() for name in INPUTS])
+                      + [name.encode() + b"\0" + _read(os.path.join(GUEST_DIR, name)) for name in INPUTS])
     return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}"
 
 
-def cache_root() -> Path:
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def cache_root() -> str:
+    """$ARMBOARD_CACHE, else $XDG_CACHE_HOME/armboard, else ~/.cache/armboard."""
     env = os.environ.get("ARMBOARD_CACHE")
     if env:
-        return Path(env)
+        return env
     xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "armboard"
+    return os.path.join(xdg or os.path.join(os.path.expanduser("~"), ".cache"), "armboard")
 
 
-def compile_elf(out: Path, *, zig_cache: Path | None = None) -> None:
+def compile_elf(out: str | os.PathLike[str], *, zig_cache: str | os.PathLike[str] | None = None) -> None:
     """Run the compiler: `python -m ziglang cc` (the pinned PyPI toolchain)."""
     import subprocess
 
+    out = os.fspath(out)
     cmd = [sys.executable, "-m", "ziglang", "cc", *CFLAGS, f"-I{GUEST_DIR}",
-           "-Wl,-T," + str(GUEST_DIR / "link.ld"),
-           *(str(GUEST_DIR / s) for s in SOURCES), "-o", str(out)]
+           "-Wl,-T," + os.path.join(GUEST_DIR, "link.ld"),
+           *(os.path.join(GUEST_DIR, s) for s in SOURCES), "-o", out]
     env = dict(os.environ)
     if zig_cache is not None:
-        env["ZIG_GLOBAL_CACHE_DIR"] = str(zig_cache / "global")
-        env["ZIG_LOCAL_CACHE_DIR"] = str(zig_cache / "local")
+        env["ZIG_GLOBAL_CACHE_DIR"] = os.path.join(zig_cache, "global")
+        env["ZIG_LOCAL_CACHE_DIR"] = os.path.join(zig_cache, "local")
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=out.parent)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=os.path.dirname(out) or ".")
     except OSError as exc:
         raise GuestBuildError(f"cannot run the guest toolchain: {exc}") from exc
     if proc.returncode != 0:
@@ -106,11 +105,11 @@ def compile_elf(out: Path, *, zig_cache: Path | None = None) -> None:
         raise GuestBuildError("guest build failed: " + " | ".join(tail))
 
 
-def describe_elf(path: Path) -> dict:
+def describe_elf(path: str | os.PathLike[str]) -> dict:
     """Load segments, entry and symbols, read once with pyelftools at build time."""
     from elftools.elf.elffile import ELFFile
 
-    with path.open("rb") as f:
+    with open(path, "rb") as f:
         elf = ELFFile(f)
         segments = [
             {"offset": s["p_offset"], "vaddr": s["p_vaddr"], "paddr": s["p_paddr"],
@@ -126,31 +125,38 @@ def describe_elf(path: Path) -> dict:
         return {"entry": elf.header["e_entry"], "segments": segments, "symbols": symbols}
 
 
-def _image_from(elf_path: Path, info: dict) -> GuestImage:
+def _image_from(elf_path: str, info: dict) -> GuestImage:
     """The image from its summary (a marshal'd dict: the fastest read of a cached build)."""
     return GuestImage(elf_path=elf_path, entry=info["entry"],
                       segments=tuple(Segment(**s) for s in info["segments"]),
                       symbols=dict(info["symbols"]))
 
 
-@cache
+_built: list[GuestImage] = []   # this process's guest_image(), once found
+
+
 def guest_image() -> GuestImage:
     """The cached build for the current sources, building it first if needed."""
-    directory = cache_root() / f"guest-{source_hash()}"
-    elf_path, info_path = directory / "kernel.elf", directory / "kernel.info"
-    if elf_path.exists() and info_path.exists():
-        return _image_from(elf_path, marshal.loads(info_path.read_bytes()))
+    if _built:
+        return _built[0]
+    directory = os.path.join(cache_root(), f"guest-{source_hash()}")
+    elf_path, info_path = os.path.join(directory, "kernel.elf"), os.path.join(directory, "kernel.info")
+    if os.path.exists(elf_path) and os.path.exists(info_path):
+        _built.append(_image_from(elf_path, marshal.loads(_read(info_path))))
+        return _built[0]
     import tempfile
 
-    directory.mkdir(parents=True, exist_ok=True)
+    os.makedirs(directory, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=directory) as tmp:
-        tmp_elf = Path(tmp) / "kernel.elf"
+        tmp_elf, tmp_info = os.path.join(tmp, "kernel.elf"), os.path.join(tmp, "kernel.info")
         compile_elf(tmp_elf)
         info = describe_elf(tmp_elf)
-        (Path(tmp) / "kernel.info").write_bytes(marshal.dumps(info))
+        with open(tmp_info, "wb") as f:
+            f.write(marshal.dumps(info))
         os.replace(tmp_elf, elf_path)          # atomic: parallel builds cannot see half a file
-        os.replace(Path(tmp) / "kernel.info", info_path)
-    return _image_from(elf_path, info)
+        os.replace(tmp_info, info_path)
+    _built.append(_image_from(elf_path, info))
+    return _built[0]
 
 
 if __name__ == "__main__":

@@ -3,34 +3,29 @@
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from collections import namedtuple
 
-from board.machine import Machine
 from board.ucapi import UC_ARM_REG_R0
-from kernel_sim.guest.abi import FATAL_KINDS, HANDOFF_SIZE, HC_FATAL, HC_HANDOVER, HC_PANIC, Handoff, unpack_handoff
+from kernel_sim.guest.abi import FATAL_KINDS, HANDOFF_SIZE, HC_FATAL, HC_HANDOVER, HC_PANIC, unpack_handoff
 from kernel_sim.vm.cpu_mmu import GuestMemory
 from kernel_sim.vm.mmu import MMUFault
 
-
-@dataclass(frozen=True)
-class FatalReport:
-    kind: str
-    fsr: int
-    far: int
-    pc: int
-    spsr: int
-    registers: tuple[int, ...]
+TYPE_CHECKING = False   # typing costs an import on every boot; annotations are strings here
+if TYPE_CHECKING:
+    from board.machine import Machine
 
 
-@dataclass
-class GateEvent:
-    """One hypercall that ends the guest's run: a hand-over, a panic or a fatal trap."""
+class FatalReport(namedtuple("FatalReport", "kind fsr far pc spsr registers")):
+    """The guest trap handler's report: the exception `kind`, FSR, FAR, pc, SPSR and r0..r12."""
 
-    kind: str                      # "handover", "panic", "fatal", "unknown"
-    handoff: Handoff | None = None
-    panic: str | None = None
-    fatal: FatalReport | None = None
-    number: int = 0
+    __slots__ = ()
+
+
+class GateEvent(namedtuple("GateEvent", "kind handoff panic fatal number", defaults=(None, None, None, 0))):
+    """One hypercall that ends the guest's run: `kind` "handover" (with its Handoff), "panic"
+    (with the message), "fatal" (with a FatalReport) or "unknown"; `number` the hypercall."""
+
+    __slots__ = ()
 
 
 def _read_fatal(mem: GuestMemory, va: int) -> FatalReport:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 from board.memory import PAGE, PhysicalMemory
 from kernel_sim.errors import InputError
@@ -44,7 +44,7 @@ def load_modules(phys: PhysicalMemory, layout: BootLayout) -> None:
     """The embedded MFS_IMAGE, each module, the environment and the metadata, where plan() put them."""
     overlaid = {pa for pa, _ in layout.overlays}
 
-    def place(pa: int, path: Path, size: int) -> None:
+    def place(pa: int, path: str | os.PathLike[str], size: int) -> None:
         if pa in overlaid:
             head = size // PAGE * PAGE   # mapped from the file; copy only the last partial page
             if size > head:
@@ -61,12 +61,14 @@ def load_modules(phys: PhysicalMemory, layout: BootLayout) -> None:
     phys.write(layout.pa(layout.metadata_va), layout.metadata)
 
 
-def write_configured_elf(image: GuestImage, config: GuestConfig, out: Path) -> None:
+def write_configured_elf(image: GuestImage, config: GuestConfig, out: str | os.PathLike[str]) -> None:
     """A copy of the kernel ELF with the configuration filled in (for QEMU's -kernel)."""
-    data = bytearray(image.elf_path.read_bytes())
+    with open(image.elf_path, "rb") as f:
+        data = bytearray(f.read())
     va = config_va(image)
     if va is not None:
         seg = next(s for s in image.segments if s.vaddr <= va < s.vaddr + s.filesz)
         off = va - seg.vaddr + seg.offset
         data[off:off + len(config.pack())] = config.pack()
-    out.write_bytes(bytes(data))
+    with open(out, "wb") as f:
+        f.write(data)

@@ -7,7 +7,7 @@ roundup(8 + size, 4) on arm; the list ends with MODINFO_END, size 0.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from collections import namedtuple
 
 # sys/sys/linker.h and sys/arm/include/metadata.h
 MODINFO_END, MODINFO_NAME, MODINFO_TYPE, MODINFO_ADDR, MODINFO_SIZE = 0, 1, 2, 3, 4
@@ -25,8 +25,9 @@ def cstring(text: str) -> bytes:
     return text.encode() + b"\0"
 
 
-@dataclass(frozen=True)
-class MetadataModule:
+class MetadataModule(namedtuple("MetadataModule", "name type addr size")):
+    __slots__ = ()
+
     name: str
     type: str
     addr: int

@@ -13,14 +13,15 @@ Each default carries the FreeBSD source path it comes from.
 
 from __future__ import annotations
 
-import enum
-import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections import namedtuple
 from types import MappingProxyType
 
 from kernel_sim.errors import InputError
 from kernel_sim.loader.sizes import parse_int
+
+TYPE_CHECKING = False   # typing costs an import on every boot; annotations are strings here
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 OptionValue = bool | int | str
 
@@ -31,8 +32,9 @@ INT_MAX = 0x7FFF_FFFF  # int
 KERNVIRTADDR = 0xC000_0000
 
 
-class OptionKind(enum.Enum):
-    """How an option's value is written and what Python type ``KernelConfig.value`` returns."""
+class OptionKind:
+    """How an option's value is written and what Python type ``KernelConfig.value`` returns.
+    (Plain string constants rather than an Enum: this module is on every boot's path.)"""
 
     FLAG = "flag"  # no value; present or not (bool)
     INT = "int"  # a plain integer (int)
@@ -41,39 +43,42 @@ class OptionKind(enum.Enum):
     STRING = "string"  # a C string, quoted in config files (str, without the quotes)
 
 
-@dataclass(frozen=True)
-class Option:
+class Option(namedtuple("Option",
+                        "name kind default source help minimum maximum range_note modelled pattern "
+                        "pattern_hint", defaults=(None, None, "", True, None, ""))):
     """One known kernel option: its kind, default, range and the FreeBSD source of the default."""
+
+    __slots__ = ()
 
     name: str
     kind: OptionKind
     default: OptionValue | None
     source: str
     help: str
-    minimum: int | None = None
-    maximum: int | None = None
-    range_note: str = ""  # why the range is what it is, quoted in out-of-range messages
-    modelled: bool = True  # False: accepted so real configs parse, but changes nothing here
-    pattern: str | None = None  # STRING options: the value must match this (re.fullmatch)
-    pattern_hint: str = ""  # STRING options: the expected form, for the error message
+    minimum: int | None
+    maximum: int | None
+    range_note: str  # why the range is what it is, quoted in out-of-range messages
+    modelled: bool  # False: accepted so real configs parse, but changes nothing here
+    pattern: str | None  # STRING options: the value must match this (re.fullmatch)
+    pattern_hint: str  # STRING options: the expected form, for the error message
 
     @property
     def takes_value(self) -> bool:
-        return self.kind is not OptionKind.FLAG
+        return self.kind != OptionKind.FLAG
 
     def example_value(self) -> str:
         """A valid value as one would type it on the command line (strings unquoted)."""
-        if self.kind is OptionKind.STRING:
+        if self.kind == OptionKind.STRING:
             return self.default if isinstance(self.default, str) else "ufs:/dev/md0"
-        if self.kind is OptionKind.FLAG:
+        if self.kind == OptionKind.FLAG:
             return ""
         return str(self.default if isinstance(self.default, int) else self.minimum)
 
     def example(self) -> str:
         """A config line that sets this option correctly, for "needs a value" messages."""
-        if self.kind is OptionKind.FLAG:
+        if self.kind == OptionKind.FLAG:
             return f"options {self.name}"
-        if self.kind is OptionKind.STRING:
+        if self.kind == OptionKind.STRING:
             return f'options {self.name}=\\"{self.example_value()}\\"'
         return f"options {self.name}={self.example_value()}"
 
@@ -82,7 +87,7 @@ class Option:
 
         ``quoted`` says the value was a quoted string in the file (already unquoted in ``text``).
         """
-        if self.kind is OptionKind.FLAG:
+        if self.kind == OptionKind.FLAG:
             if text is not None:
                 raise InputError(
                     f"{self.name} is a flag and takes no value; write 'options {self.name}'", where
@@ -90,11 +95,11 @@ class Option:
             return True
         if text is None or (not quoted and not text.strip()):
             raise InputError(f"{self.name} needs a value, e.g. {self.example()}", where)
-        if self.kind is OptionKind.STRING:
+        if self.kind == OptionKind.STRING:
             value = text if quoted else text.strip()
             if not value:
                 raise InputError(f"{self.name} needs a non-empty value, e.g. {self.example()}", where)
-            if self.pattern is not None and re.fullmatch(self.pattern, value) is None:
+            if self.pattern is not None and not _matches(self.pattern, value):
                 raise InputError(f'{self.name}="{value}" is not valid: {self.pattern_hint}', where)
             return value
         if quoted:
@@ -336,9 +341,49 @@ def check_device(name: str, *, where: str | None) -> str:
     raise InputError(f"unknown device {name}{_did_you_mean(name, DEVICES)}", where)
 
 
-# A C integer constant with an optional U/L suffix; the digits are checked by parse_int.
-_C_SUFFIX_RE = re.compile(r"(?:[uU](?:ll|LL|l|L)?|(?:ll|LL|l|L)[uU]?)$")
-_EXPR_TOKEN_RE = re.compile(r"\s*(?:([0-9][0-9A-Za-z_]*)|([()*])|(\S))")
+def _matches(pattern: str, value: str) -> bool:
+    """re.fullmatch, imported only for the few STRING options that carry a pattern."""
+    import re
+
+    return re.fullmatch(pattern, value) is not None
+
+
+# The suffixes a C integer constant may carry: U and L, LL in either order (case as C allows).
+_C_SUFFIXES = frozenset(u + ll for u in ("", "u", "U") for ll in ("", "l", "L", "ll", "LL")) | frozenset(
+    ll + u for u in ("u", "U") for ll in ("l", "L", "ll", "LL"))
+_WORD_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
+
+
+def _c_tokens(body: str) -> list[tuple[str, str]] | None:
+    """("num", literal) and ("op", "(" | ")" | "*") tokens, blanks skipped; None at any other character."""
+    tokens: list[tuple[str, str]] = []
+    i, n = 0, len(body)
+    while i < n:
+        ch = body[i]
+        if ch.isspace():
+            i += 1
+        elif ch in "()*":
+            tokens.append(("op", ch))
+            i += 1
+        elif "0" <= ch <= "9":
+            j = i + 1
+            while j < n and body[j] in _WORD_CHARS:
+                j += 1
+            tokens.append(("num", body[i:j]))
+            i = j
+        else:
+            return None
+    return tokens
+
+
+def _strip_c_suffix(literal: str) -> str:
+    """The digits of a C constant without its U/L suffix (parse_int checks what is left)."""
+    for k in (3, 2, 1):
+        if len(literal) > k and literal[-k:] in _C_SUFFIXES and literal[-k - 1] not in "uUlL":
+            return literal[:-k]
+    return literal
+
+
 _INT_FORMS = "use decimal, 0x hexadecimal, or a product like (12*1024*1024)"
 
 
@@ -354,17 +399,15 @@ def parse_c_integer(text: str, *, name: str, where: str | None) -> int:
         raise InputError(f"{name} needs a value", where)
     negative = source.startswith("-")
     body = source[1:] if negative else source
-    tokens: list[tuple[str, str]] = []
-    for m in _EXPR_TOKEN_RE.finditer(body):
-        if m.group(3) is not None:
-            raise InputError(f"{name}={source} is not an integer: {_INT_FORMS}", where)
-        tokens.append(("num", m.group(1)) if m.group(1) is not None else ("op", m.group(2)))
+    tokens = _c_tokens(body)
+    if tokens is None:
+        raise InputError(f"{name}={source} is not an integer: {_INT_FORMS}", where)
 
     def bad(detail: str) -> InputError:
         return InputError(f"{name}={source} is not an integer ({detail}): {_INT_FORMS}", where)
 
     def number(literal: str) -> int:
-        digits = _C_SUFFIX_RE.sub("", literal) or literal
+        digits = _strip_c_suffix(literal)
         try:
             return parse_int(digits)
         except InputError as exc:

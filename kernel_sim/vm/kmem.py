@@ -23,12 +23,14 @@ sysctls, fetched from the kernel environment before kmeminit runs):
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections import namedtuple
 
 from kernel_sim.errors import InputError
 from kernel_sim.loader.sizes import parse_int
+
+TYPE_CHECKING = False   # typing costs an import on every boot; annotations are strings here
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 PAGE_SIZE = 4096                      # sys/arm/include/param.h
 U_LONG_MAX = 0xFFFF_FFFF              # u_long is 32 bits on arm (sys/arm/include/_types.h)
@@ -47,8 +49,21 @@ DEFAULT_SOURCE = "default (sys/arm/include/vmparam.h)"
 
 # getenv_ulong/getenv_quad (sys/kern/kern_environment.c): a strtoq base-0 number and one optional
 # k/m/g/t suffix, case-insensitive, in powers of 1024.
-_TUNABLE_RE = re.compile(r"\s*([+-]?(?:0[xX][0-9a-fA-F]+|[0-9]+))([kKmMgGtT]?)\s*")
 _SHIFTS = {"": 0, "k": 10, "m": 20, "g": 30, "t": 40}
+_HEX, _DEC = frozenset("0123456789abcdefABCDEF"), frozenset("0123456789")
+
+
+def _split_tunable(text: str) -> tuple[str, str] | None:
+    """(number, suffix) of `[+-](0x<hex>|<decimal>)[kmgt]` with blanks around, else None."""
+    body = text.strip()
+    suffix = body[-1:].lower() if body[-1:].lower() in "kmgt" and body[-1:] else ""
+    number = body[:-1] if suffix else body
+    digits = number[1:] if number[:1] in "+-" else number
+    if digits[:2] in ("0x", "0X"):
+        ok = len(digits) > 2 and set(digits[2:]) <= _HEX
+    else:
+        ok = bool(digits) and set(digits) <= _DEC
+    return (number, suffix) if ok else None
 
 
 def round_page(x: int) -> int:
@@ -69,50 +84,55 @@ def parse_tunable(value: int | str, where: str) -> int:
     if isinstance(value, int):
         n = value
     else:
-        m = _TUNABLE_RE.fullmatch(value)
-        if not m:
+        parts = _split_tunable(value)
+        if parts is None:
             raise InputError(f"{value!r} is not a number (decimal, 0x hexadecimal, with an optional "
                              f"k/m/g/t suffix)", where)
-        n = parse_int(m.group(1), where=where) << _SHIFTS[m.group(2).lower()]
+        n = parse_int(parts[0], where=where) << _SHIFTS[parts[1]]
     if n < 0 or n > U_LONG_MAX:
         raise InputError(f"{value} is out of range: the kernel keeps it in a 32-bit u_long "
                          f"(0..{U_LONG_MAX})", where)
     return n
 
 
-@dataclass(frozen=True)
-class KmemValue:
+class KmemValue(namedtuple("KmemValue", "value source where")):
     """One input of the formula: its value and where it came from."""
 
+    __slots__ = ()
+
     value: int
-    source: str   # "tunable vm.kmem_size_min", "options VM_KMEM_SIZE_MIN", "default (...)", "unset"
-    where: str    # the name a user changes: "vm.kmem_size_min" or "options VM_KMEM_SIZE_MIN"
+    source: str  # "tunable vm.kmem_size_min", "options VM_KMEM_SIZE_MIN", "default (...)", "unset"
+    where: str  # the name a user changes: "vm.kmem_size_min" or "options VM_KMEM_SIZE_MIN"
 
 
-@dataclass(frozen=True)
-class KmemResult:
+class KmemResult(namedtuple("KmemResult",
+                            "vm_kmem_size v_page_count physmem kernel_map_size fixed scale size_min size_max "
+                            "scaled_pages scaled overflowed raised_to_min capped_to_max before_cap2x cap2x "
+                            "capped_to_2x before_round kmem_zmax_page panic notes", defaults=((),))):
     """vm_kmem_size and every term of kmeminit's formula."""
+
+    __slots__ = ()
 
     vm_kmem_size: int
     v_page_count: int
     physmem: int
     kernel_map_size: int
-    fixed: KmemValue          # vm.kmem_size / VM_KMEM_SIZE; value 0 when neither is set
+    fixed: KmemValue  # vm.kmem_size / VM_KMEM_SIZE; value 0 when neither is set
     scale: KmemValue
     size_min: KmemValue
     size_max: KmemValue
     scaled_pages: int | None  # v_page_count / scale (None when the size was fixed)
-    scaled: int | None        # scaled_pages * PAGE_SIZE (32-bit), None when fixed
-    overflowed: bool          # the 32-bit product wrapped, so the source took vm_kmem_size_max
+    scaled: int | None  # scaled_pages * PAGE_SIZE (32-bit), None when fixed
+    overflowed: bool  # the 32-bit product wrapped, so the source took vm_kmem_size_max
     raised_to_min: bool
     capped_to_max: bool
     before_cap2x: int
-    cap2x: int                # 2 * v_page_count * PAGE_SIZE (the "twice physical memory" cap)
+    cap2x: int  # 2 * v_page_count * PAGE_SIZE (the "twice physical memory" cap)
     capped_to_2x: bool
     before_round: int
-    kmem_zmax_page: bool      # v_page_count <= 32768: malloc(9) uses UMA only up to PAGE_SIZE
-    panic: str | None         # TUNE_PANIC when the size came out 0
-    notes: tuple[str, ...] = ()
+    kmem_zmax_page: bool  # v_page_count <= 32768: malloc(9) uses UMA only up to PAGE_SIZE
+    panic: str | None  # TUNE_PANIC when the size came out 0
+    notes: tuple[str, ...]
 
     @property
     def from_scale(self) -> bool:

@@ -43,12 +43,16 @@ Sources and choices (ARM ARM = DDI 0406C, VMSAv7 short-descriptor format):
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from collections import namedtuple
+
+TYPE_CHECKING = False   # typing and dataclasses cost imports on every boot; annotations are strings here
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from typing import Literal
+
+    AccessKind = Literal["read", "write", "fetch"]
 
 __all__ = [
-    "AccessKind",
     "FS_ACCESS_FLAG_PAGE",
     "FS_ACCESS_FLAG_SECTION",
     "FS_ALIGNMENT",
@@ -72,7 +76,6 @@ __all__ = [
     "make_fsr",
 ]
 
-AccessKind = Literal["read", "write", "fetch"]
 _KINDS = ("read", "write", "fetch")
 
 # Short-descriptor fault status codes FS[4:0] (ARM ARM B3.13.3, table B3-23).
@@ -239,13 +242,16 @@ class MMUFault(Exception):
         return decode_fsr(self.fsr)
 
 
-@dataclass(frozen=True, slots=True)
-class Translation:
+class Translation(namedtuple("Translation",
+                             "va pa kind page_size base_va base_pa ap xn pxn domain tex c b s ng ns tre_index "
+                             "priv_read priv_write priv_exec user_read user_write user_exec")):
     """One successful translation: where ``va`` goes and the attributes of the unit that maps it.
 
     ``kind`` is "section", "supersection", "large", "small", or "identity" when SCTLR.M = 0.
     ``tre_index`` is TEX[0]:C:B, the PRRR/NMRR index used when SCTLR.TRE = 1.
     """
+
+    __slots__ = ()
 
     va: int
     pa: int
@@ -272,9 +278,10 @@ class Translation:
     user_exec: bool
 
 
-@dataclass(frozen=True, slots=True)
-class MappingAttrs:
+class MappingAttrs(namedtuple("MappingAttrs", "priv user domain domain_access tex c b s ng af")):
     """Attributes ``mappings()`` coalesces on (equal attrs + contiguous VA and PA -> one run)."""
+
+    __slots__ = ()
 
     priv: str  # "rwx" style, as the current DACR/AFE/AP/XN allow
     user: str
@@ -296,8 +303,10 @@ class MappingAttrs:
         )
 
 
-class Mapping(NamedTuple):
+class Mapping(namedtuple("Mapping", "va_start va_end pa_start attrs")):
     """A merged run ``[va_start, va_end)`` -> ``pa_start`` for ``info mem``."""
+
+    __slots__ = ()
 
     va_start: int
     va_end: int
@@ -326,8 +335,10 @@ _AP_SIMPLE: tuple[tuple[bool, bool, bool, bool], ...] = (
 _DOMAIN_ACCESS = ("none", "client", "none", "manager")
 
 
-class _Unit(NamedTuple):
+class _Unit(namedtuple("_Unit", "kind size base_pa ap xn pxn domain tex c b s ng ns")):
     """Decoded leaf descriptor (before permission checks)."""
+
+    __slots__ = ()
 
     kind: str
     size: int

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from kernel_sim.guest.abi import KERNBASE, MIB
 
 M = MIB
@@ -149,7 +151,7 @@ def test_footprint_from_a_real_kernel_elf(boot, tmp_path):
 
     from kernel_sim.guest.build import guest_image
 
-    data = bytearray(guest_image().elf_path.read_bytes())
+    data = bytearray(Path(guest_image().elf_path).read_bytes())
     phoff, phentsize, phnum = struct.unpack_from("<I", data, 28)[0], *struct.unpack_from("<HH", data, 42)
     last = max(i for i in range(phnum) if struct.unpack_from("<I", data, phoff + i * phentsize)[0] == 1)
     off = phoff + last * phentsize

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -57,7 +58,7 @@ def test_monitor_commands_run_when_the_boot_stops(capsys):
     assert code == 0
     assert "PSR=" in out and "SCTLR=" in out
     assert "c0000000-c0010000" in out                 # the kernel's small pages, coalesced
-    first_word = guest_image().elf_path.read_bytes()[0x1000:0x1004]
+    first_word = Path(guest_image().elf_path).read_bytes()[0x1000:0x1004]
     assert f"c0000000: 0x{int.from_bytes(first_word, 'little'):08x}" in out
     assert f"40000000: 0x{int.from_bytes(first_word, 'little'):08x}" in out
 
@@ -105,7 +106,7 @@ def test_non_elf_truncated_and_foreign_kernels(capsys, tmp_path):
     assert_input_error(code, err, str(text), "not an ELF")
 
     truncated = tmp_path / "kernel.trunc"
-    truncated.write_bytes(guest_image().elf_path.read_bytes()[:300])
+    truncated.write_bytes(Path(guest_image().elf_path).read_bytes()[:300])
     code, _, err = run_cli(capsys, "boot", "--kernel", str(truncated))
     assert_input_error(code, err, str(truncated), "truncated")
 

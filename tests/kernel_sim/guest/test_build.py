@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 from kernel_sim.guest import build
 
@@ -20,8 +21,8 @@ def test_two_fresh_builds_are_byte_identical(tmp_path):
 def test_cached_image_matches_a_fresh_build(tmp_path):
     image = build.guest_image()
     build.compile_elf(tmp_path / "kernel.elf", zig_cache=tmp_path / "zc")
-    assert (tmp_path / "kernel.elf").read_bytes() == image.elf_path.read_bytes()
-    assert image.elf_path.parent.name == f"guest-{build.source_hash()}"
+    assert (tmp_path / "kernel.elf").read_bytes() == Path(image.elf_path).read_bytes()
+    assert Path(image.elf_path).parent.name == f"guest-{build.source_hash()}"
 
 
 def test_image_has_entry_config_and_symbols():
@@ -39,7 +40,7 @@ def test_guest_abort_strings_match_the_python_decoder():
 
     from kernel_sim.vm.mmu import decode_fsr
 
-    source = (build.GUEST_DIR / "trap.c").read_text()
+    source = Path(build.GUEST_DIR, "trap.c").read_text()
     table = source[source.index("aborts[32] = {"):source.index("};", source.index("aborts[32] = {"))]
     strings = re.findall(r'"([^"]*)"', table)
     assert len(strings) == 32

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import FrozenInstanceError
 
 import pytest
 
@@ -229,7 +228,7 @@ def test_sctlr_property(phys: Phys) -> None:
 def test_translation_is_frozen(phys: Phys) -> None:
     phys.l1(0, section(0x4000_0000))
     tr = make(phys).translate(0)
-    with pytest.raises(FrozenInstanceError):
+    with pytest.raises(AttributeError):
         tr.pa = 1  # type: ignore[misc]
 
 
