@@ -16,7 +16,7 @@ from typing import BinaryIO
 from board.machine import Machine, Stop
 from board.memory import FileOverlay
 from board.profile import BoardProfile, ProfileError, load_profile
-from kernel_sim.errors import InputError
+from kernel_sim.errors import TEXT_LIMIT, InputError, check_input_file
 from kernel_sim.guest.abi import MIB, GuestConfig, Handoff
 from kernel_sim.guest.build import GuestImage, guest_image
 from kernel_sim.kern.hypercalls import GateEvent, handle_hypercall
@@ -118,13 +118,7 @@ def _md_vnode(spec: str) -> tuple[str, bool]:
     if spec.endswith((":rw", ":ro")):
         path, writable = spec[:-3], spec.endswith(":rw")
     p = Path(path)
-    if not p.is_file():
-        raise InputError("not a regular file", f"--md-vnode {spec}")
-    import os
-
-    if not os.access(p, os.R_OK | (os.W_OK if writable else 0)):
-        raise InputError(f"cannot open it for {'writing' if writable else 'reading'}", f"--md-vnode {spec}")
-    if p.stat().st_size < 512:
+    if check_input_file(p, what="vnode file", where=f"--md-vnode {spec}", writable=writable).st_size < 512:
         raise InputError("smaller than one 512-byte sector", f"--md-vnode {spec}")
     return str(p.resolve()), writable
 
@@ -148,10 +142,7 @@ def _flash_banks(specs: list[tuple[str | None, Path]], profile: BoardProfile) ->
                              f"{', '.join(banks) or 'none'})", where)
         elif name in out:
             raise InputError(f"flash bank {name} is given twice", where)
-        try:
-            size = path.stat().st_size
-        except OSError as exc:
-            raise InputError(f"cannot read the flash image: {exc.strerror}", where) from None
+        size = check_input_file(path, what="flash image", where=where, writable=True).st_size
         if size != banks[name].size:
             raise InputError(f"the image is {size} bytes; flash bank {name} is exactly {banks[name].size} bytes",
                              where)
@@ -170,11 +161,13 @@ def _footprint(request: BootRequest) -> int | None:
         if not Path(text).exists():
             raise InputError(f"{text!r} is neither a size (e.g. 9M) nor an existing kernel ELF",
                              "--kernel-footprint") from None
-    return footprint_of(read_kernel_elf(Path(text), what="footprint kernel"))
+    return footprint_of(read_kernel_elf(Path(text), what="footprint kernel", where="--kernel-footprint"))
 
 
 def prepare(request: BootRequest) -> PreparedBoot:
     """Parse and check every input, and plan the memory layout. Raises InputError."""
+    if Path(request.board).suffix:      # a profile file, not a name: checked before board/ reads it
+        check_input_file(request.board, what="board profile", where="--board", limit=TEXT_LIMIT)
     try:
         profile = load_profile(request.board)
     except ProfileError as exc:
@@ -209,7 +202,7 @@ def prepare(request: BootRequest) -> PreparedBoot:
                           name=str(request.mfsroot))
     for n, path in enumerate(request.md_images):
         loader.add_module(f"md_image{n}", path, type="md_image", where="--md-image", name=str(path))
-    image = read_kernel_elf(request.kernel) if request.kernel else guest_image()
+    image = read_kernel_elf(request.kernel, where="--kernel") if request.kernel else guest_image()
     options = {name: int(kernconf.value(name) or 0)
                for name in ("LOCORE_MAP_MB", "NKPT2PG", "INVARIANTS", "MD_ROOT", "MD_ROOT_SIZE")}
     embedded_md = layout_mod.mfs_root(kernconf)

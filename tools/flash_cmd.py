@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from board.devices.cfi import GEOMETRIES, CfiGeometry
-from kernel_sim.errors import InputError
+from kernel_sim.errors import InputError, check_input_file, read_input_bytes, read_text_file
 from kernel_sim.geom.map_hints import (
     MAP_MAX_MARKER_LEN,
     MAP_MAXSLICE,
@@ -174,17 +174,9 @@ class _Table:
 def load_layout(path: str | Path) -> Layout:
     """Read and check a layout TOML; every error is an InputError naming the file, line and part."""
     path = Path(path)
+    text = read_text_file(path, what="flash layout")
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError("cannot open the layout: no such file", str(path)) from None
-    except OSError as exc:
-        raise InputError(f"cannot read the layout: {exc.strerror or exc}", str(path)) from None
-    try:
-        text = raw.decode("utf-8")
         doc = tomllib.loads(text)
-    except UnicodeDecodeError as exc:
-        raise InputError(f"the layout is not UTF-8 text (byte {exc.start})", str(path)) from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"not valid TOML: {exc}", str(path)) from None
     for key in doc:
@@ -344,14 +336,10 @@ def _content(layout: Layout, t: _Table) -> tuple[bytes, str, int | None]:
         if not isinstance(file, str) or not file:
             t.fail(f"file must be a path, not {file!r}")
         fpath = layout.path.parent / file
-        try:
-            data = fpath.read_bytes()
-        except FileNotFoundError:
-            t.fail(f"file {file}: no such file ({fpath})")
-        except IsADirectoryError:
-            t.fail(f"file {file}: is a directory ({fpath})")
-        except OSError as exc:
-            t.fail(f"file {file}: cannot read it: {exc.strerror or exc}")
+        try:   # bounded by the flash: a bigger file cannot fit anyway, and /dev/zero never ends
+            data = read_input_bytes(fpath, what="part file", where=t.where, limit=layout.size)
+        except InputError as exc:
+            t.fail(exc.message)
         content += data
         describe.append(f"file {file} ({len(data)} bytes)")
     elif isinstance(fill, dict):
@@ -652,6 +640,7 @@ def cmd_map(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise InputError("the erase block must be positive", "--erase-block")
     hints = parse_hints(args.flash_hints)
     image: Path = args.image
+    check_input_file(image, what="flash image")
     try:
         with image.open("rb") as f:
             media_size = f.seek(0, 2)

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 import sys
 import time
 from pathlib import Path
 
-from kernel_sim.errors import InputError
+from kernel_sim.errors import InputError, check_input_file
 from kernel_sim.geom import uzip_format as uf
 
 MAX_WORKERS_AUTO = uf.MAX_WORKERS_AUTO     # usr.bin/mkuzip/mkuzip.h: the default -j is the CPU count, capped
@@ -53,18 +54,11 @@ def _settings(args: argparse.Namespace) -> tuple[str, int, int, int]:
 
 
 def _check_paths(image: Path, output: Path) -> None:
-    """The input must be a readable file or device, the output somewhere else, in a directory that exists."""
-    try:
-        st = image.stat()
-    except FileNotFoundError:
-        raise InputError("no such file", str(image)) from None
-    except OSError as exc:
-        raise InputError(f"cannot read the input: {exc.strerror}", str(image)) from None
-    if image.is_dir():
-        raise InputError("is a directory, not an image", str(image))
-    if not os.access(image, os.R_OK):
-        raise InputError("cannot read the input: permission denied", str(image))
-    if image.is_file() and st.st_size == 0:
+    """The input must be a readable file or block device (a disk, as mkuzip reads one; not a character
+    device such as /dev/zero, which never ends, nor a FIFO, which would block the check), the output
+    somewhere else, in a directory that exists."""
+    st = check_input_file(image, what="input image", block_devices=True)
+    if stat.S_ISREG(st.st_mode) and st.st_size == 0:
         raise InputError("the input is empty: nothing to compress", str(image))
     if output.is_dir():
         raise InputError("is a directory: give the output file name", str(output))

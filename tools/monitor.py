@@ -19,7 +19,7 @@ from board.ucapi import (
     UC_ARM_REG_SPSR,
 )
 from kernel_sim.errnos import describe_host
-from kernel_sim.errors import InputError
+from kernel_sim.errors import InputError, check_input_file
 from kernel_sim.kern.sysctl import SysctlError, SysctlTree
 from kernel_sim.loader.sizes import parse_int
 from kernel_sim.vm.cpu_mmu import mmu_for
@@ -118,6 +118,7 @@ class Monitor:
                     for i in range(0, len(data), 16):
                         self.out.write(f"{offset + i:08x}: {data[i:i + 16].hex(' ')}\n")
             else:
+                check_input_file(args[3], what="file")     # stat first: a FIFO or /dev/zero is never read
                 data = Path(args[3]).read_bytes()
                 cp = mesh.open(args[1], read=True, write=True)
                 try:

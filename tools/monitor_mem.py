@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from kernel_sim.errnos import describe_host
-from kernel_sim.errors import InputError
+from kernel_sim.errors import InputError, check_input_file
 from kernel_sim.kern.sysapi import EBADF, SysError
 from tools.monitor_errors import CommandRefused, MonitorError, refused
 
@@ -89,7 +89,10 @@ def _write_host(path: str, data: bytes) -> None:
 
 def _read_host(path: str) -> bytes:
     try:
+        check_input_file(path, what="file")            # stat first: a FIFO or /dev/zero is never read
         return Path(path).read_bytes()
+    except InputError as exc:
+        raise MonitorError(str(exc)) from None
     except OSError as exc:
         raise MonitorError(f"{path}: cannot read it: {describe_host(exc)}") from None
 

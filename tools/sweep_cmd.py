@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from kernel_sim.errors import InputError
+from kernel_sim.errors import InputError, check_input_file
 from kernel_sim.loader.sizes import parse_size
 from kernel_sim.sweep import (
     COLUMNS,
@@ -45,6 +45,7 @@ def read_done(path: Path, points: list[Point]) -> dict[int, dict]:
     """Rows of an earlier run of the same grid (matched by point number and settings)."""
     if not path.exists():
         return {}
+    check_input_file(path, what="earlier sweep CSV", where="--out")   # a device or FIFO is never replaced
     by_key = {p.index: p for p in points}
     done = {}
     try:

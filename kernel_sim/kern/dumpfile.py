@@ -24,6 +24,7 @@ from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kernel_sim.errors import check_input_file
 from kernel_sim.guest.abi import PAGE_SIZE
 from kernel_sim.kern import msgbuf as msgbuf_mod
 from kernel_sim.kern.minidump import (
@@ -210,8 +211,10 @@ class Dump:
 
 # ---------------------------------------------------------------------------------------------- opening
 def open_dump(path: str | Path) -> Dump:
-    """Read and validate a dump file; DumpError says what is wrong and where."""
+    """Read and validate a dump file; DumpError says what is wrong and where (InputError when the path is
+    not a regular file at all: checked on stat, before the open, so a FIFO or /dev/zero is never read)."""
     path = Path(path)
+    check_input_file(path, what="dump")
     try:
         with open(path, "rb") as f:
             size = f.seek(0, 2)

@@ -25,8 +25,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kernel_sim.errors import InputError
-from kernel_sim.loader.sizes import parse_int, read_text_file, split_lines
+from kernel_sim.errors import InputError, read_text_file
+from kernel_sim.loader.sizes import parse_int, split_lines
 
 # sys/kern/subr_hints.c res_find: "hint.%32[^.].%d.%32[^=]=%128s"
 HINT_NAME_MAX = 32

@@ -33,7 +33,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kernel_sim.errors import InputError
+from kernel_sim.errors import InputError, read_text_file
 from kernel_sim.loader.options import (
     DEVICE_OPTION_ALIASES,
     INT_MAX,
@@ -43,7 +43,7 @@ from kernel_sim.loader.options import (
     check_device,
     lookup_option,
 )
-from kernel_sim.loader.sizes import parse_int, read_text_file, split_lines
+from kernel_sim.loader.sizes import parse_int, split_lines
 
 # usr.sbin/config/lang.l: ID [A-Za-z_][-A-Za-z_0-9]*
 _ID_RE = re.compile(r"[A-Za-z_][-A-Za-z_0-9]*")

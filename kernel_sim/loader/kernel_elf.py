@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kernel_sim.errors import InputError
+from kernel_sim.errors import InputError, check_input_file
 from kernel_sim.guest.build import GuestImage, Segment
 
 EM_ARM = 40
 
 
-def read_kernel_elf(path: Path, *, what: str = "kernel") -> GuestImage:
-    """Load segments, entry and symbols of an ARM ELF, or raise InputError naming the file."""
+def read_kernel_elf(path: Path, *, what: str = "kernel", where: str | None = None) -> GuestImage:
+    """Load segments, entry and symbols of an ARM ELF, or raise InputError naming the file (and the
+    option that named it, ``where``, when the file cannot be opened at all)."""
     from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
 
+    size = check_input_file(path, what=f"{what} ELF", where=where).st_size
     try:
-        size = path.stat().st_size
         f = path.open("rb")
     except OSError as exc:
         raise InputError(f"cannot read {what} ELF: {exc.strerror}", str(path)) from None

@@ -19,11 +19,10 @@ FreeBSD builds it two ways (sys/conf/kern.pre.mk, kern.post.mk, sys/dev/md/md.c)
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from kernel_sim.errors import InputError
+from kernel_sim.errors import InputError, check_input_file
 from kernel_sim.guest.abi import MIB, PAGE_SIZE
 from kernel_sim.guest.build import GuestImage
 from kernel_sim.loader.kernconf import KernelConfig
@@ -87,12 +86,7 @@ def mfs_root(kernconf: KernelConfig) -> MfsRoot | None:
         return None
     image_size = 0
     if image is not None:
-        try:
-            image_size = image.stat().st_size
-            if not image.is_file():
-                raise IsADirectoryError
-        except OSError:
-            raise InputError(f"MFS_IMAGE {image} cannot be read", image_where) from None
+        image_size = check_input_file(image, what="MFS_IMAGE", where=image_where).st_size
     if size_kb:
         if image_size > size_kb * 1024:      # sys/tools/embed_mfs.sh: "MFS image too large"
             raise InputError(f"MFS image too large: MFS_IMAGE {image} is {image_size} bytes, MD_ROOT_SIZE={size_kb} "
@@ -164,14 +158,7 @@ def plan(image: GuestImage, *, ram_base: int, ram_size: int, footprint: int | No
 
     placed = []
     for req in modules:
-        try:
-            size = os.path.getsize(req.path)
-            if not os.access(req.path, os.R_OK) or not req.path.is_file():
-                raise PermissionError
-        except FileNotFoundError:
-            raise InputError(f"module file {req.path} not found", req.where) from None
-        except OSError:
-            raise InputError(f"module file {req.path} cannot be read", req.where) from None
+        size = check_input_file(req.path, what="module file", where=req.where).st_size
         pa = cursor - kernel_va + kernel_pa
         if pa + size > ram_end:
             raise InputError(

@@ -24,8 +24,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kernel_sim.errors import InputError
-from kernel_sim.loader.sizes import read_text_file, split_lines
+from kernel_sim.errors import InputError, read_text_file
+from kernel_sim.loader.sizes import split_lines
 
 # stand/lua/config.lua: env names are [%w%p]+; module prefixes [%w_]+ (later releases add '-').
 _LINE_RE = re.compile(r"\s*(?P<name>[^\s=\"#]+)\s*=\s*(?P<rest>.*)")

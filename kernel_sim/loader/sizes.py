@@ -1,4 +1,4 @@
-"""Numbers and sizes as FreeBSD's tools read and print them, plus the text-file reader the parsers share.
+"""Numbers and sizes as FreeBSD's tools read and print them, and the line splitter the parsers share.
 
 Every parser of the configure step reads numbers the same way, so a value means the same thing in a
 kernel config, loader.conf, device.hints and on the command line:
@@ -18,7 +18,6 @@ kernel config, loader.conf, device.hints and on the command line:
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from kernel_sim.errors import InputError
 
@@ -143,37 +142,6 @@ def format_size(n: int) -> str:
             if n % (1 << shift) == 0:
                 return f"{n >> shift}{suffix}"
     return f"{n}B"
-
-
-def read_text_file(path: str | Path, *, what: str, where: str | None = None) -> str:
-    """Return the UTF-8 text of a user's input file, or raise one InputError that says what went wrong.
-
-    Every configure-step parser reads through here so that a missing file, a directory, an unreadable
-    file or a binary file is reported as bad input (exit status 2) and never as a Python traceback.
-    ``what`` names the file's role ("kernel config", "hints file"). With ``where`` (e.g. the include
-    line that named the file), the message also names the path; without it, ``where`` is the path.
-    """
-    p = Path(path)
-    shown = f"{what} {p}" if where else what
-    loc = where or str(p)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"cannot open {shown}: no such file", loc) from None
-    except IsADirectoryError:
-        raise InputError(f"cannot read {shown}: it is a directory, not a file", loc) from None
-    except PermissionError:
-        raise InputError(f"cannot read {shown}: permission denied", loc) from None
-    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise InputError(f"cannot read {shown}: {reason}", loc) from None
-    if b"\0" in data:
-        raise InputError(f"{shown} is not a text file (it contains NUL bytes)", loc)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{shown} is not a text file (invalid UTF-8 at byte {exc.start})", loc) from None
-    return text.removeprefix("\ufeff")
 
 
 def split_lines(text: str) -> list[str]:

@@ -248,5 +248,7 @@ def test_md_vnode_bad_input_is_one_line(tmp_path):
     from kernel_sim.boot import BootRequest, prepare
     from kernel_sim.errors import InputError
 
-    with pytest.raises(InputError, match="--md-vnode .*nope: not a regular file"):
+    with pytest.raises(InputError, match="--md-vnode .*nope: cannot open vnode file .*nope: No such file or directory"):
         prepare(BootRequest(md_vnodes=[str(tmp_path / "nope")]))
+    with pytest.raises(InputError, match="--md-vnode .*: vnode file .* is a directory"):
+        prepare(BootRequest(md_vnodes=[str(tmp_path)]))

@@ -81,8 +81,8 @@ def test_malformed_monitor_command_is_an_input_error_and_stops_the_list(capsys):
 
 
 @pytest.mark.parametrize("argv, needles", [
-    (["--kernel", "/nonexistent/kernel"], ["/nonexistent/kernel", "cannot read"]),
-    (["--mfsroot", "/nonexistent/root.img"], ["--mfsroot", "not found"]),
+    (["--kernel", "/nonexistent/kernel"], ["--kernel", "/nonexistent/kernel", "No such file or directory"]),
+    (["--mfsroot", "/nonexistent/root.img"], ["--mfsroot", "No such file or directory"]),
     (["--physmem", "8M"], ["--physmem", "16 MiB to 3072 MiB"]),
     (["--physmem", "4G"], ["--physmem"]),
     (["--physmem", "100000001b"], ["--physmem", "multiple"]),

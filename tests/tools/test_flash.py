@@ -270,7 +270,7 @@ def test_map_takes_the_erase_block_of_the_bank_the_image_size_names(tmp_path, ca
 
 
 def test_map_missing_image(tmp_path) -> None:
-    with pytest.raises(InputError, match="no such file"):
+    with pytest.raises(InputError, match="No such file or directory"):
         flash("map", tmp_path / "none.img", "--hints", REFERENCE_HINTS)
 
 
@@ -312,7 +312,7 @@ def test_misalignment(tmp_path) -> None:
 def test_missing_file(tmp_path) -> None:
     err = build_error(tmp_path, HEAD + '[[part]]\nname = "k"\nfile = "kernel.bin"\n')
     assert err.where == f"{tmp_path / 'layout.toml'}:4"
-    assert err.message.startswith('part "k": file kernel.bin: no such file')
+    assert err.message == f'part "k": cannot open part file {tmp_path / "kernel.bin"}: No such file or directory'
 
 
 def test_file_content_relative_to_the_layout(tmp_path) -> None:
@@ -373,7 +373,7 @@ def test_duplicate_names(tmp_path) -> None:
 
 
 def test_missing_layout(tmp_path) -> None:
-    with pytest.raises(InputError, match="no such file"):
+    with pytest.raises(InputError, match="No such file or directory"):
         flash("build", tmp_path / "none.toml", "-o", tmp_path / "f.img")
 
 

@@ -118,8 +118,9 @@ def test_bad_files_are_input_errors(tmp_path):
     src = tmp_path / "in.img"
     sample(src, 10_000)
     cases = [
-        ([str(tmp_path / "missing.img")], "no such file"),
-        ([str(tmp_path)], "is a directory, not an image"),
+        ([str(tmp_path / "missing.img")], "cannot open input image: No such file or directory"),
+        ([str(tmp_path)], "input image is a directory"),
+        (["/dev/zero"], "input image is not a regular file (character device)"),
         (["-o", str(src), str(src)], "the output would overwrite the input"),
         (["-o", str(tmp_path / "." / "in.img"), str(src)], "the output would overwrite the input"),
         (["-o", str(tmp_path / "nodir" / "x.uzip"), str(src)], "the output's directory does not exist"),

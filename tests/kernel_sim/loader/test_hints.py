@@ -193,7 +193,7 @@ def test_unterminated_quote_without_hash_does_not_blame_comments() -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(InputError) as info:
         parse_hints(tmp_path / "device.hints")
-    assert str(info.value) == f"{tmp_path / 'device.hints'}: cannot open hints file: no such file"
+    assert str(info.value) == f"{tmp_path / 'device.hints'}: cannot open hints file: No such file or directory"
 
 
 def test_binary_file(tmp_path: Path) -> None:
@@ -204,7 +204,7 @@ def test_binary_file(tmp_path: Path) -> None:
 
 
 def test_directory(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="it is a directory"):
+    with pytest.raises(InputError, match=" is a directory"):
         parse_hints(tmp_path)
 
 

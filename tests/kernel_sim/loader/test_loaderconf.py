@@ -189,7 +189,7 @@ def test_errors_name_file_line(tmp_path: Path, text: str, line: int, wording: st
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(InputError) as info:
         parse_loader_conf(tmp_path / "loader.conf")
-    assert str(info.value) == f"{tmp_path / 'loader.conf'}: cannot open loader.conf: no such file"
+    assert str(info.value) == f"{tmp_path / 'loader.conf'}: cannot open loader.conf: No such file or directory"
 
 
 def test_binary_file(tmp_path: Path) -> None:
@@ -200,7 +200,7 @@ def test_binary_file(tmp_path: Path) -> None:
 
 
 def test_directory(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="it is a directory"):
+    with pytest.raises(InputError, match=" is a directory"):
         parse_loader_conf(tmp_path)
 
 

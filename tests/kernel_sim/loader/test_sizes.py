@@ -1,4 +1,4 @@
-"""Sizes and numbers as FreeBSD's tools read them; the shared text-file reader."""
+"""Sizes and numbers as FreeBSD's tools read them; the shared line splitter."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from kernel_sim.loader.sizes import (
     format_size,
     parse_int,
     parse_size,
-    read_text_file,
     split_lines,
 )
 
@@ -178,74 +177,6 @@ def test_parse_int_rejects_garbage_with_where(text: str, wording: str) -> None:
 @given(st.integers(min_value=0, max_value=(1 << 64) - 1), st.sampled_from(["{:d}", "0x{:x}", "0{:o}"]))
 def test_parse_int_round_trip(n: int, form: str) -> None:
     assert parse_int(form.format(n)) == n
-
-
-def test_read_text_file_reads_utf8_and_strips_bom(tmp_path) -> None:
-    path = tmp_path / "conf"
-    path.write_bytes(b"\xef\xbb\xbfident X\n")
-    assert read_text_file(path, what="kernel config") == "ident X\n"
-
-
-def test_read_text_file_missing_names_the_path(tmp_path) -> None:
-    path = tmp_path / "nope"
-    with pytest.raises(InputError) as info:
-        read_text_file(path, what="kernel config")
-    assert info.value.where == str(path)
-    assert info.value.message == "cannot open kernel config: no such file"
-
-
-def test_read_text_file_with_where_names_the_path_in_the_message(tmp_path) -> None:
-    path = tmp_path / "nope"
-    with pytest.raises(InputError) as info:
-        read_text_file(path, what="included file", where="ARM:3")
-    assert info.value.where == "ARM:3"
-    assert info.value.message == f"cannot open included file {path}: no such file"
-
-
-def test_read_text_file_directory(tmp_path) -> None:
-    with pytest.raises(InputError, match="it is a directory, not a file") as info:
-        read_text_file(tmp_path, what="hints file")
-    assert info.value.where == str(tmp_path)
-
-
-def test_read_text_file_binary(tmp_path) -> None:
-    path = tmp_path / "kernel.bin"
-    path.write_bytes(b"\x7fELF\x01\x01\x00\x00")
-    with pytest.raises(InputError, match=r"hints file is not a text file \(it contains NUL bytes\)"):
-        read_text_file(path, what="hints file")
-
-
-def test_read_text_file_invalid_utf8(tmp_path) -> None:
-    path = tmp_path / "latin1"
-    path.write_bytes(b"ident caf\xe9\n")
-    with pytest.raises(InputError, match=r"not a text file \(invalid UTF-8 at byte 9\)"):
-        read_text_file(path, what="kernel config")
-
-
-def test_read_text_file_nul_in_path() -> None:
-    with pytest.raises(InputError, match="cannot read kernel config"):
-        read_text_file("bad\0name", what="kernel config")
-
-
-@pytest.mark.parametrize(
-    ("exc", "wording"),
-    [
-        (PermissionError(13, "Permission denied"), "cannot read loader.conf: permission denied"),
-        (OSError(5, "Input/output error"), "cannot read loader.conf: Input/output error"),
-    ],
-)
-def test_read_text_file_os_errors(tmp_path, monkeypatch, exc: OSError, wording: str) -> None:
-    path = tmp_path / "loader.conf"
-    path.write_text("x=1\n")
-
-    def fail(self):
-        raise exc
-
-    monkeypatch.setattr(type(path), "read_bytes", fail)
-    with pytest.raises(InputError) as info:
-        read_text_file(path, what="loader.conf")
-    assert info.value.message == wording
-    assert info.value.where == str(path)
 
 
 def test_split_lines_keeps_editor_line_numbers() -> None:
