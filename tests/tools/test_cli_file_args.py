@@ -163,3 +163,15 @@ def test_text_inputs_are_read_with_a_size_bound_that_the_error_names(capsys, tmp
         f.truncate((1 << 20) + 1)                     # sparse: costs no disk
     code, err = run_cli(capsys, ["boot", option, str(big)])
     assert_one_line(code, err, str(big), f"{what} is {(1 << 20) + 1} bytes, larger than the 1 MiB limit for a {what}")
+
+
+def test_monitor_host_files_are_checked_too(bad_path) -> None:
+    """`mem write PADDR FILE` / `kmem write`: the host file is checked like a command-line one (a boot
+    maps more memory than bounded_memory allows, so the reader is driven directly)."""
+    from tools.monitor_errors import MonitorError
+    from tools.monitor_mem import _read_host
+
+    path, words = bad_path
+    with bounded_memory(), pytest.raises(MonitorError) as info:
+        _read_host(str(path))
+    assert str(path) in str(info.value) and words in str(info.value)
