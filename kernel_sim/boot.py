@@ -212,7 +212,7 @@ def prepare(request: BootRequest) -> PreparedBoot:
                 for m in loader.modules]
     plan = layout_mod.plan(image, ram_base=profile.ram_base, ram_size=physmem, footprint=_footprint(request),
                            embedded_md=embedded_md, modules=requests, env=loader.env)
-    check_inputs(physmem, profile.console_devmap_va, dict(kernconf.options), loader.env)
+    check_inputs(physmem, profile.console_devmap_va, dict(kernconf.options), loader.env, loader.origin)
     console = profile.console
     config = GuestConfig(
         locore_map_mb=options["LOCORE_MAP_MB"], nkpt2pg=options["NKPT2PG"],

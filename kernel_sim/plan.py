@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kernel_sim.errors import InputError
 from kernel_sim.guest.abi import KERNBASE, KERNVIRTADDR, MIB, PAGE_SIZE, PT2PG_SPAN
 from kernel_sim.kern.diagnose import min_locore_map_mb, min_nkpt2pg
 from kernel_sim.kern.proc import KSTACK_GUARD_PAGES, KSTACK_PAGES
 from kernel_sim.kern.startup import kmem_and_kva
-from kernel_sim.kern.tunables import _tunable_int
+from kernel_sim.kern.tunables import tunable_value, wild_access_address
 from kernel_sim.loader.layout import round_page
 from kernel_sim.vm.kmem import KmemResult
 from kernel_sim.vm.kva_layout import KvaLayout, kernel_arena_alloc
@@ -116,7 +115,7 @@ def plan_boot(prep) -> Plan:
     kernel_vm_end = KERNBASE + (nkpt2pg + extra) * PT2PG_SPAN
     pages = _Pages(v_page_count, kernel_vm_end)
     kmap, karena = p.kva.make_arenas()
-    p.kstacks_wanted = 1 + _tunable_int(env, "debug.init_procs", 0)
+    p.kstacks_wanted = 1 + tunable_value(env, "debug.init_procs")
     for n in range(p.kstacks_wanted):
         size = (KSTACK_PAGES + KSTACK_GUARD_PAGES) * PAGE_SIZE
         try:
@@ -133,7 +132,7 @@ def plan_boot(prep) -> Plan:
     if not p.add("init", p.kstacks_started == p.kstacks_wanted,
                  f"{p.kstacks_started} of {p.kstacks_wanted} kernel stacks (init and debug.init_procs)"):
         return p
-    stress = _tunable_int(env, "debug.kmem_stress", 0, size=True)
+    stress = tunable_value(env, "debug.kmem_stress")
     if stress:
         row = next(r for r in p.kva.rows if r.consumer == "kmem arena")
         arena = Vmem("kmem arena", row.start, row.size)
@@ -156,13 +155,9 @@ def plan_boot(prep) -> Plan:
 
 def _wild_access_ok(p: Plan, prep, env: dict[str, str]) -> bool:
     """debug.wild_access reads one address after pmap_bootstrap: only the kernel's pages and the devmap."""
-    if "debug.wild_access" not in env:
+    va = wild_access_address(env, prep.loader.origin)
+    if va is None:
         return True
-    try:
-        va = int(env["debug.wild_access"], 0)
-    except ValueError:
-        raise InputError(f"debug.wild_access={env['debug.wild_access']!r} is not a number",
-                         "debug.wild_access") from None
     mapped = KERNBASE <= va < round_page(prep.layout.kernend) or \
         prep.profile.console_devmap_va <= va < prep.profile.console_devmap_va + MIB
     return p.add("initarm", mapped, f"debug.wild_access reads 0x{va:08x}")

@@ -189,8 +189,20 @@ def _kmem_for_room(kmem, extra: int) -> tuple[int | None, int]:
 def diagnose_userland(startup) -> Diagnosis:
     from kernel_sim.kern.startup import KSTACK_KVA
 
-    failed = len(startup.failed_procs)
+    # Every process init did not start: those whose fork failed and those it stopped before trying.
+    failed = max(len(startup.failed_procs), startup.wanted_procs - startup.started_procs)
     exc = startup.kstack_failure
+    kmap = startup.kmem.kernel_map_size
+    if failed and (startup.wanted_procs + 1) * KSTACK_KVA > kmap:
+        most = kmap // KSTACK_KVA
+        return Diagnosis("init", f"Userland could not start: debug.init_procs={startup.wanted_procs} asks for that "
+                                 f"many kernel stacks of {KSTACK_KVA // 1024} KiB of KVA each, more than the whole "
+                                 f"kernel address space holds ({kmap // MIB} MiB: {most} stacks, with nothing else in "
+                                 f"it), whatever the RAM and the kmem settings. init started {startup.started_procs} "
+                                 f"of them and stopped after {len(startup.failed_procs)} failed forks in a row. "
+                                 f"Lower debug.init_procs well below {startup.started_procs}, the stacks this board "
+                                 "had room for: /etc/rc's processes and the file systems it mounts need kernel "
+                                 "memory too.", "debug.init_procs", None)
     if exc is not None and exc.reason == "pages":
         return Diagnosis("init", f"Userland could not start: {failed} of {startup.wanted_procs} processes found "
                                  f"no free physical pages for their kernel stacks. Give the board more RAM "

@@ -20,7 +20,7 @@ from kernel_sim.guest.abi import KERNBASE, MIB, PAGE_SIZE, PT2MAP, Handoff
 from kernel_sim.kern.malloc import M_WAITOK, KmemExhausted, Malloc
 from kernel_sim.kern.proc import KSTACK_GUARD_PAGES, KSTACK_PAGES, KstackFailure, ProcTable
 from kernel_sim.kern.sysctl import SysctlTree, publish_boot_figures
-from kernel_sim.kern.tunables import HZ_DEFAULT, _kmem_options, _tunable_int
+from kernel_sim.kern.tunables import _kmem_options, tunable_value
 from kernel_sim.kern.version import OSRELDATE, OSRELEASE, VERSION
 from kernel_sim.loader.layout import BootLayout
 from kernel_sim.vm.kmem import KmemResult, kmeminit
@@ -28,6 +28,13 @@ from kernel_sim.vm.kva_layout import KvaLayout, layout_kva
 from kernel_sim.vm.phys import PhysAllocator
 from kernel_sim.vm.pmap import KernelPmap
 from kernel_sim.vm.vmem import Vmem
+
+# How many forks in a row may fail before init stops starting debug.init_procs' processes. Nothing frees a
+# kernel stack meanwhile (no started process exits, a failed fork gives back what it took), so once one
+# fork fails every later one fails alike: a few more show that on the console, and then init stops, as
+# FreeBSD's init stops at its first failed fork (sbin/init/init.c runcom: "can't fork", single-user).
+# Without a stop, debug.init_procs=2147483647 on a small board prints two billion failures.
+INIT_FORK_FAILURES = 8
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,7 @@ class Startup:
     root_candidates: list[str] = field(default_factory=list)   # what would mount as root ("ufs:/dev/md0")
     root_asked: bool = False             # the mountroot> prompt was offered (console input)
     wanted_procs: int = 0
+    started_procs: int = 0               # of wanted_procs; the rest failed or were never tried
     kstack_failure: KstackFailure | None = None
     kmem_failure: KmemExhausted | None = None
     stress_bytes: int = 0
@@ -179,21 +187,29 @@ def mi_startup(machine: Machine, handoff: Handoff, layout: BootLayout, ident: st
         out.write_text(f"panic: {s.panic}\ncpuid = 0\n")
         return s
     out.write_text(f"start_init: trying /sbin/init (pid {init.pid}, kernel stack at 0x{init.threads[0].kstack:08x})\n")
-    s.wanted_procs = _tunable_int(env, "debug.init_procs", 0)
+    s.wanted_procs = tunable_value(env, "debug.init_procs")
+    in_a_row = 0
     for n in range(1, s.wanted_procs + 1):
         try:
             s.procs.fork(init.pid, f"proc{n}")
+            s.started_procs += 1
+            in_a_row = 0
         except KstackFailure as exc:
             s.kstack_failure = exc
             s.failed_procs.append(n)
+            in_a_row += 1
             out.write_text(f"init: cannot allocate kernel stack for process {n} of {s.wanted_procs}: "
                            "fork: Cannot allocate memory\n")
+            if in_a_row == INIT_FORK_FAILURES and n < s.wanted_procs:
+                out.write_text(f"init: {in_a_row} forks in a row failed; not starting the other "
+                               f"{s.wanted_procs - n} processes\n")
+                break
     if s.wanted_procs:
-        out.write_text(f"init: started {s.wanted_procs - len(s.failed_procs)} of {s.wanted_procs} processes\n")
+        out.write_text(f"init: started {s.started_procs} of {s.wanted_procs} processes\n")
     if s.failed_procs:
         s.outcome = "userland"
         return s
-    stress = _tunable_int(env, "debug.kmem_stress", 0, size=True)
+    stress = tunable_value(env, "debug.kmem_stress")
     if stress:
         _kmem_stress(s, stress, env)
         if s.kmem_failure is not None:
@@ -330,7 +346,7 @@ def _lines(read_line: Callable[[], str]) -> Callable[[], str | None]:
 def _kmem_stress(s: Startup, size: int, env: dict[str, str]) -> None:
     """debug.kmem_stress: page-sized M_WAITOK mallocs of one type, one per tick of virtual time."""
     mtype = env.get("debug.kmem_stress_type", "temp")
-    hz = _tunable_int(env, "kern.hz", HZ_DEFAULT) or HZ_DEFAULT
+    hz = tunable_value(env, "kern.hz")
     assert s.malloc is not None
     s.stress_target = size
     count = 0
