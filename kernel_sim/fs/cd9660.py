@@ -20,7 +20,7 @@ import io
 from collections.abc import Callable
 
 from kernel_sim.fs.fsapi import FsFigures, ReadOnlyFs, open_provider
-from kernel_sim.geom.core import Consumer, GeomError, Mesh
+from kernel_sim.geom.core import Consumer, GeomError, Mesh, report_io_error
 from kernel_sim.kern.sysapi import (
     EINVAL,
     EIO,
@@ -226,7 +226,7 @@ class Cd9660Fs(ReadOnlyFs):
         try:
             return self.consumer.read_bytes(start + offset, end - offset)
         except GeomError as exc:
-            raise SysError(exc.errno or EIO, str(exc)) from None
+            raise SysError(report_io_error(self.mesh.printf, exc) or EIO, str(exc)) from None
 
     def statfs(self) -> FsFigures:
         """cd9660_statfs: the volume's size in logical blocks, nothing free."""

@@ -17,7 +17,7 @@ import struct
 from collections.abc import Callable
 
 from kernel_sim.fs.fsapi import DeviceFile, FsFigures, ReadOnlyFs
-from kernel_sim.geom.core import Consumer, GeomError, Mesh
+from kernel_sim.geom.core import Consumer, GeomError, Mesh, report_io_error
 from kernel_sim.kern.sysapi import (
     EEXIST,
     EINVAL,
@@ -196,7 +196,7 @@ class DiskFile:
         try:
             return self.cp.read(offset, n)
         except GeomError as exc:
-            raise SysError(exc.errno, str(exc)) from None
+            raise SysError(report_io_error(self.mesh.printf, exc), str(exc)) from None
 
     def write(self, offset: int, data: bytes) -> int:
         n = self._range(offset, len(data))

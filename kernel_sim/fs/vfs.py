@@ -25,7 +25,7 @@ from kernel_sim.fs.devfs import Devfs
 from kernel_sim.fs.fsapi import DeviceFile, FileSystem, FsFigures, ReadOnlyFs, open_provider
 from kernel_sim.fs.tmpfs import TmpfsError, TmpfsMount, TmpfsTunables
 from kernel_sim.fs.ufs import UfsError, UfsMount
-from kernel_sim.geom.core import Consumer, GeomError, Mesh
+from kernel_sim.geom.core import Consumer, GeomError, Mesh, report_io_error
 from kernel_sim.kern.sysapi import (
     EACCES,
     EBADF,
@@ -834,7 +834,7 @@ class UfsFs(ReadOnlyFs):
         except UfsError as exc:
             raise _ufs_errno(exc, self) from None
         except GeomError as exc:
-            raise SysError(exc.errno, str(exc)) from None
+            raise SysError(report_io_error(self.vfs.services.printf, exc), str(exc)) from None
 
     def statfs(self) -> FsFigures:
         """ffs_statfs: fragments as blocks; free = whole free blocks as fragments + free fragments,

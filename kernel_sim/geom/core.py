@@ -21,6 +21,14 @@ class GeomError(Exception):
         self.errno = errno
 
 
+def report_io_error(printf: Callable[[str], None], exc: GeomError) -> int:
+    """A GEOM I/O error that reaches a user (read(2) of /dev/NAME, a file on a mounted provider): one
+    console line saying what failed and where, as ffs reports a damaged file system, so the guest gets
+    its errno and the console says why. Returns the errno for the caller's SysError."""
+    printf(f"{exc}: error {exc.errno}\n")
+    return exc.errno
+
+
 class GClass:
     """A GEOM class: tastes providers; its geoms serve I/O. Subclasses override what they need."""
 

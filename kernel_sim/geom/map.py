@@ -7,7 +7,7 @@ A read-only part refuses a write open with EPERM. MAP never tastes its own provi
 
 from __future__ import annotations
 
-from kernel_sim.geom.core import EPERM, GClass, Geom, Mesh, Provider
+from kernel_sim.geom.core import EPERM, GClass, Geom, GeomError, Mesh, Provider
 from kernel_sim.geom.map_hints import MapPart, parse_map_hints
 from kernel_sim.loader.hints import Hints
 
@@ -32,7 +32,10 @@ class MapClass(GClass):
         def read(offset: int, length: int) -> bytes | None:
             if offset < 0 or offset + length > pp.mediasize:
                 return None
-            return cp.read(offset, length)
+            try:
+                return cp.read(offset, length)
+            except GeomError:                     # g_read_data returning NULL: no key read there
+                return None
 
         parts = parse_map_hints(self.hints, pp.name, pp.mediasize, pp.sectorsize, read,
                                 bootverbose=self.bootverbose, printf=mesh.printf)

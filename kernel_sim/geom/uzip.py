@@ -32,7 +32,7 @@ class CompressedClass(GClass):
             image = parse_header(cp.read_bytes,
                                  pp.mediasize, sector_size=pp.sectorsize, flavour=self.flavour,
                                  log=lambda line: mesh.printf(f"{gp.name}: {line}\n"))
-        except CloopError:
+        except (CloopError, GeomError):       # g_read_data failing is a taste that found nothing too
             cp.access(-1, 0, 0)
             mesh.detach(cp)
             mesh.geoms.remove(gp)
@@ -50,5 +50,5 @@ class CompressedClass(GClass):
         try:
             return image.read(offset, length, cp.read_bytes)
         except CloopError as exc:
-            raise GeomError(ERRNO.get(exc.errno_name, 5), f"{pp.name}: {exc}") from None
+            raise GeomError(ERRNO.get(exc.errno_name, 5), f"{pp.name}: {exc.message}") from None
 

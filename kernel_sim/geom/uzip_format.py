@@ -166,6 +166,11 @@ def mkuzip_compress_bound(compressor: str, blksz: int) -> int:
 Reader = Callable[[int, int], bytes]
 
 
+def table_entry(k: int) -> str:
+    """Entry k of the offsets table and its place in the image, for messages about a damaged table."""
+    return f"offsets table entry {k} at byte {HEADER_SIZE + 8 * k}"
+
+
 def _read_exact(read: Reader, offset: int, length: int, what: str) -> bytes:
     """read(offset, length) or EIO: the backing provider failed or came back short."""
     try:
@@ -228,6 +233,16 @@ class CloopImage:
             return self.offsets[i], self.blens[i]
         return self.offsets[i], self.offsets[i + 1] - self.offsets[i]
 
+    def _bad_extent(self, i: int, offset: int, length: int) -> str:
+        """Which offsets-table entry puts cluster i outside the media, and where that entry is."""
+        media = f"the media ({self.media_size} bytes)"
+        if offset >= self.media_size or self.blens is not None:
+            return f"{table_entry(i)} says its compressed data starts at {offset}, past {media}"
+        end = offset + length
+        if length < 0:
+            return f"{table_entry(i + 1)} says its compressed data ends at {end}, before it starts at {offset}"
+        return f"{table_entry(i + 1)} says its compressed data ends at {end}, past {media}"
+
     def _fail(self, i: int, message: str, *, console: str | None = None) -> CloopError:
         if console and self.log:
             self.log(console)
@@ -242,7 +257,7 @@ class CloopImage:
         if length < 0 or offset + length > self.media_size:
             # UNCOMPRESS only: g_io_check refuses a read past the media, and a negative length would
             # have the kernel inflate from past its buffer
-            raise self._fail(i, f"compressed data {offset}+{length} outside the media ({self.media_size} bytes)")
+            raise self._fail(i, self._bad_extent(i, offset, length))
         data = _read_exact(read, offset, length, f"cluster #{i}")
         try:
             out = _DECOMPRESS[self.compressor](data, self.blksz)

@@ -221,6 +221,31 @@ def test_a_damaged_ufs_file_gives_eintegrity_and_a_console_line_and_the_kernel_s
     assert "still-up\nshort-ok" in text and result.exit_code == 0
 
 
+def test_a_uzip_image_with_a_damaged_offsets_table_is_eio_and_one_line_and_the_boot_goes_on(boot, tmp_path):
+    """The bad-input campaign's image: `armboard mkuzip images/rootfs.img` with bytes 136-143 (the first
+    offsets-table entry) set to 0x7f, preloaded with --md-image on a kernel with geom_uncompress, read
+    by the guest's dd. It used to end in a GeomError traceback out of the taste of md1.uncompress."""
+    from kernel_sim.boot import DEFAULT_KERNCONF, IMAGES
+    from kernel_sim.geom.uzip_format import write_image
+
+    image = tmp_path / "rootfs.img.uzip"
+    write_image(IMAGES / "rootfs.img", image)
+    raw = bytearray(image.read_bytes())
+    raw[136:144] = b"\x7f" * 8
+    image.write_bytes(raw)
+    kernconf = tmp_path / "KERN"
+    kernconf.write_text(f'include "{DEFAULT_KERNCONF}"\ndevice geom_uncompress\n')
+    result = boot(kernconf=kernconf, loader_conf=DEFAULT_LOADER_CONF, md_images=[image],
+                  command="dd if=/dev/md1.uncompress of=/dev/null bs=64k; echo dd said $?")
+    text = console(result)
+    assert "md1.uncompress: GEOM_UZIP image found" in text
+    assert text.count("md1.uncompress: cluster #0:") == 1
+    assert (f"md1.uncompress: cluster #0: offsets table entry 0 at byte 136 says its compressed data starts at "
+            f"{0x7f7f7f7f7f7f7f7f}, past the media ({len(raw)} bytes): error 5\n"
+            "dd: /dev/md1.uncompress: Input/output error\n") in text
+    assert "dd said 1\n" in text and result.status == "halted" and result.exit_code == 0
+
+
 def test_a_host_iso_attached_with_md_vnode_mounts_as_cd9660_and_stays_unchanged(boot, tmp_path):
     import io
 
