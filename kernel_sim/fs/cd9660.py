@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import calendar
 import io
+import struct
 from collections.abc import Callable
 
 from kernel_sim.fs.fsapi import FsFigures, ReadOnlyFs, open_provider
@@ -81,7 +82,9 @@ class _ConsumerFile(io.RawIOBase):
 def _record_time(rec) -> float:
     """A directory record's 7-byte date (ECMA-119 9.1.5): local time, GMT offset in 15-minute units."""
     d = rec.date
-    t = calendar.timegm((d.years_since_1900 + 1900, max(d.month, 1), max(d.day_of_month, 1),
+    # A damaged month (0, 13..255) is clamped, not refused: a bad date is not worth failing a stat over,
+    # and the kernel's own conversion (cd9660_tstamp_conv7) does arithmetic on whatever is there.
+    t = calendar.timegm((d.years_since_1900 + 1900, min(max(d.month, 1), 12), max(d.day_of_month, 1),
                          d.hour, d.minute, d.second))
     return float(t - d.gmtoffset * 15 * 60)
 
@@ -114,6 +117,12 @@ class Cd9660Fs(ReadOnlyFs):
             raise SysError(EINVAL, f"cd9660: {source}: not an ISO 9660 image ({exc})") from None
         except GeomError as exc:
             raise SysError(exc.errno, str(exc)) from None
+        except (ValueError, IndexError, KeyError, TypeError, struct.error, UnicodeError, OverflowError,
+                AttributeError, ZeroDivisionError, RecursionError) as exc:
+            # pycdlib checks what the standard requires, but a damaged volume can also trip its own
+            # conversions (int(b"\0"), a short struct, an index past a record); to the kernel that is a
+            # volume it cannot mount: EINVAL, as iso_mountfs gives for a bad volume descriptor
+            raise SysError(EINVAL, f"cd9660: {source}: damaged ISO 9660 volume ({type(exc).__name__}: {exc})") from None
         self.block = self.iso.pvd.logical_block_size()
         root = self.iso.pvd.root_directory_record()
         self.rrip = rrip and root.children[0].rock_ridge is not None

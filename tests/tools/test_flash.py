@@ -417,3 +417,68 @@ def test_cli_snippet_wiring_reaches_cmd_flash(tmp_path, capsys) -> None:
         pytest.skip("tools.cli does not wire `flash` yet")
     assert cli.main(["flash", "build", str(layout), "-o", str(tmp_path / "f.img")]) == 2
     assert "runs past the end" in capsys.readouterr().err
+
+
+# --- fuzzing: any layout is a Layout whose parts fit in the flash, or one InputError ------------------------
+
+import json  # noqa: E402
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_SIZES = st.sampled_from(["64K", "1M", "0x30000", "next-block", "8M", "4G", "5G", "-1", "0", "1.5M", "", "64Q",
+                          "kernel", "rootfs", "#!/bin/sh", ".!/bin/sh"])
+_VALUES = st.one_of(st.integers(-2**63, 2**63 - 1), st.integers(0, 1 << 21), st.booleans(), _SIZES,
+                    st.text(max_size=12), st.lists(st.integers(0, 300), max_size=3),
+                    st.fixed_dictionaries({}, optional={"byte": st.integers(-1, 300), "size": _SIZES}))
+_FLASH = st.dictionaries(st.sampled_from(sorted(flash_cmd._FLASH_KEYS) + ["bogus"]), _VALUES, max_size=5)
+_PART = st.dictionaries(st.sampled_from(sorted(flash_cmd._PART_KEYS) + ["bogus"]), _VALUES, max_size=7)
+# Parts a user would write, so that many examples get through to placement, overlap and search checks.
+_PLAUSIBLE_PART = st.fixed_dictionaries({"name": st.sampled_from(["boot", "kernel", "rootfs", "config"])}, optional={
+    "at": st.sampled_from([0, "next-block", 0x10000, "64K", 0x8000, 0xF0000]),
+    "size": st.sampled_from(["64K", "128K", "0x10000", 4096, "1M"]),
+    "end": st.sampled_from(["rootfs", "kernel", "1M", 0x80000]),
+    "file": st.just("kernel.bin"), "fill": st.integers(0, 255), "marker": st.sampled_from(["#!/bin/sh", "X"]),
+    "readonly": st.booleans(), "align": st.booleans(), "overlay": st.booleans(),
+    "search": st.sampled_from([".!/bin/sh", "X", "#!/bin/sh"]), "search_step": st.sampled_from([0x10000, 0, -1]),
+})
+_LAYOUTS = st.one_of(
+    st.tuples(_FLASH, st.lists(_PART | _PLAUSIBLE_PART, max_size=4)),                       # anything
+    st.tuples(st.just({"size": "1M", "erase_block": "64K"}), st.lists(_PLAUSIBLE_PART, min_size=1, max_size=4)),
+)
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, str):
+        return json.dumps(v)                  # a TOML basic string: the same escapes as JSON
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return "{" + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + "}"
+
+
+def _toml(flash_table: dict, parts: list[dict]) -> str:
+    lines = ["[flash]", *(f"{k} = {_toml_value(v)}" for k, v in flash_table.items())]
+    for part in parts:
+        lines += ["", "[[part]]", *(f"{k} = {_toml_value(v)}" for k, v in part.items())]
+    return "\n".join(lines) + "\n"
+
+
+@settings(max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(doc=_LAYOUTS)
+def test_fuzz_layouts_load_or_are_one_input_error(tmp_path, doc) -> None:
+    flash_table, parts = doc
+    (tmp_path / "kernel.bin").write_bytes(b"\x7fELF" + bytes(300))
+    path = tmp_path / "layout.toml"
+    path.write_text(_toml(flash_table, parts))
+    try:
+        layout = flash_cmd.load_layout(path)
+    except InputError as exc:
+        assert exc.where is not None and exc.where.startswith(str(path))
+        return
+    for part in layout.parts:             # what the build writes is inside the flash
+        assert 0 <= part.start <= part.end <= layout.size
+        assert part.start + len(part.content) <= layout.size

@@ -405,7 +405,7 @@ def _walk_all(m: UfsMount) -> None:
 
 
 @needs_makefs
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(version=st.sampled_from([1, 2]), data=st.data())
 def test_fuzz_only_ufserror(small_images: dict[int, bytes], version: int, data: st.DataObject) -> None:
     img = bytearray(small_images[version])

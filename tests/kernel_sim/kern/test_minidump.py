@@ -183,3 +183,102 @@ def test_msgbuf_wraps_keeping_the_newest_bytes(kernel):
     corrupt = bytearray(mb.area())
     corrupt[10] ^= 0xFF                                  # the checksum no longer matches: raw ring, no header
     assert decode(bytes(corrupt), hdr.msg_size)[0] is None
+
+
+# --- fuzzing: a damaged dump is one DumpError, never another exception -----------------------------------
+
+import contextlib  # noqa: E402
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from kernel_sim.kern.dumpfile import DumpError, TranslateError  # noqa: E402
+
+# Field offsets: struct kerneldumpheader (big-endian, from the header's start) and struct minidumphdr
+# (little-endian u32s after the 24-byte magic).
+KDH_FIELDS = {"version": (32, ">I"), "architectureversion": (36, ">I"), "dumplength": (40, ">Q"),
+              "dumpkeysize": (56, ">I"), "blocksize": (60, ">I"), "compression": (495, ">B"),
+              "dumpextent": (496, ">Q")}
+MDHDR_FIELDS = {name: (24 + 4 * i, "<I") for i, name in enumerate(
+    ("version", "msgbufsize", "bitmapsize", "ptesize", "kernbase", "arch", "mmuformat", "dumpavailsize"))}
+
+
+@pytest.fixture(scope="module")
+def dump_files(kernel, tmp_path_factory):
+    """An uncompressed and a gzip dump of the kernel fixture: the bases the fuzzer damages in place."""
+    _result, devs, _image = kernel
+    out = {}
+    for name in ("none", "gzip"):
+        path = tmp_path_factory.mktemp("fuzz") / f"vmcore.{name}"
+        take_dump(devs, path, COMPRESSIONS[name])
+        raw = path.read_bytes()
+        out[name] = (path, raw[:3 * PAGE_SIZE + 1], raw[-512:])
+    return out
+
+
+@contextlib.contextmanager
+def patched(path, patches: list[tuple[int, bytes]]):
+    """The file with some bytes replaced, restored afterwards (dumps are megabytes: no copy per example)."""
+    saved = []
+    with open(path, "r+b") as f:
+        for off, data in patches:
+            f.seek(off)
+            saved.append((off, f.read(len(data))))
+            f.seek(off)
+            f.write(data)
+    try:
+        yield path
+    finally:
+        with open(path, "r+b") as f:
+            for off, data in reversed(saved):
+                f.seek(off)
+                f.write(data)
+
+
+def _fix_parity(header: bytearray) -> None:
+    struct.pack_into("<I", header, 508, 0)
+    struct.pack_into("<I", header, 508, kerneldump_parity(bytes(header)))
+
+
+field_change = st.one_of(
+    st.tuples(st.just("kdh"), st.sampled_from(sorted(KDH_FIELDS)), st.integers(0, 2**64 - 1)),
+    st.tuples(st.just("mdhdr"), st.sampled_from(sorted(MDHDR_FIELDS)), st.integers(0, 2**32 - 1)),
+    st.tuples(st.just("byte"), st.integers(0, 3 * PAGE_SIZE), st.integers(0, 255)),
+)
+
+
+@settings(max_examples=60, deadline=5000, suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.sampled_from(["none", "gzip"]), changes=st.lists(field_change, min_size=1, max_size=4),
+       keep_parity=st.booleans())
+def test_fuzz_damaged_dumps_are_one_dump_error(dump_files, name, changes, keep_parity) -> None:
+    """Hostile header fields (with the parity fixed up, so the checks behind it are reached too) and stray
+    bytes in the first pages: open_dump says DumpError, or the dump opens and every question about it is
+    answered or refused with TranslateError/DumpError."""
+    path, head, tail = dump_files[name]
+    size = path.stat().st_size
+    raw_head, header = bytearray(head), bytearray(tail)
+    for kind, what, value in changes:
+        if kind == "kdh":
+            off, fmt = KDH_FIELDS[what]
+            struct.pack_into(fmt, header, off, value % (1 << 8 * struct.calcsize(fmt)))
+        elif kind == "mdhdr" and name == "none":      # the gzip dump's minidump header is compressed
+            off, fmt = MDHDR_FIELDS[what]
+            struct.pack_into(fmt, raw_head, off, value)
+        elif kind == "byte":
+            raw_head[what % len(raw_head)] = value
+    if keep_parity:
+        _fix_parity(header)
+    with patched(path, [(0, bytes(raw_head)), (size - 512, bytes(header))]):
+        try:
+            dump = open_dump(path)
+        except DumpError:
+            return
+        dump.msgbuf_contents()
+        for va in (KERNBASE, KERNBASE + 0x123456, 0xFFFF0000):
+            with contextlib.suppress(TranslateError, DumpError):
+                dump.translate(va)
+            with contextlib.suppress(TranslateError, DumpError):
+                dump.read_va(va, 16)
+        for pa in (0x40000000, 0):
+            with contextlib.suppress(TranslateError, DumpError):
+                dump.read_pa(pa, 64)
