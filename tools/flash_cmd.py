@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from board.devices.cfi import GEOMETRIES, CfiGeometry
-from kernel_sim.errors import InputError, check_input_file, read_input_bytes, read_text_file
+from kernel_sim.errors import TEXT_LIMIT, InputError, check_input_file, read_input_bytes, read_text_file
 from kernel_sim.geom.map_hints import (
     MAP_MAX_MARKER_LEN,
     MAP_MAXSLICE,
@@ -736,6 +736,8 @@ def _profile_geometry(board: str) -> tuple[CfiGeometry, str]:
     """The geometry of a board's first flash bank, as the booted kernel's cfi driver sees it."""
     from board.profile import ProfileError, load_profile
 
+    if Path(board).suffix:      # a profile file, not a name: checked as every file argument is
+        check_input_file(board, what="board profile", where="--profile", limit=TEXT_LIMIT)
     try:
         profile = load_profile(board)
     except ProfileError as exc:

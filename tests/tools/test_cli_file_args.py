@@ -142,6 +142,7 @@ NESTED: dict[str, Callable[[Path, str], list[str]]] = {
     "flash map image": _flash_map,
     "mkuzip input": lambda tmp, bad: ["mkuzip", "-o", str(tmp / "out.uzip"), bad],
     "dump show": lambda tmp, bad: ["dump", "show", bad],
+    "flash map --profile": lambda tmp, bad: [*_flash_map(tmp, str(tmp / "flash.img")), "--profile", bad],
     "sweep --out": lambda tmp, bad: ["sweep", "-j", "1", "-g", "NKPT2PG=32", "--out", bad],
 }
 
