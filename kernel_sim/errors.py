@@ -16,6 +16,8 @@ import os
 import stat
 from pathlib import Path
 
+from kernel_sim.errnos import describe_host
+
 KIB, MIB = 1 << 10, 1 << 20
 # The bound for every text input (kernel configs, loader.conf, device.hints, layouts, board profiles).
 # FreeBSD's largest real one, sys/conf/NOTES, is about 100 KiB; ten times that is still a config,
@@ -68,7 +70,7 @@ def check_input_file(path: str | Path, *, what: str, where: str | None = None, l
     try:
         st = p.stat()
     except OSError as exc:
-        raise InputError(f"cannot open {shown}: {exc.strerror or exc}", loc) from None
+        raise InputError(f"cannot open {shown}: {describe_host(exc)}", loc) from None
     except ValueError:                      # a NUL byte in the path
         raise InputError(f"cannot open {shown}: the path contains a NUL byte", loc) from None
     mode = st.st_mode
@@ -97,7 +99,7 @@ def read_input_bytes(path: str | Path, *, what: str, where: str | None = None, l
         with open(p, "rb") as f:
             data = f.read(limit + 1)
     except OSError as exc:
-        raise InputError(f"cannot read {shown}: {exc.strerror or exc}", loc) from None
+        raise InputError(f"cannot read {shown}: {describe_host(exc)}", loc) from None
     if len(data) > limit:
         raise InputError(f"{shown} is larger than the {format_limit(limit)} limit for {_article(what)} {what}", loc)
     return data

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from kernel_sim.errnos import describe_host
 from kernel_sim.errors import InputError
 from kernel_sim.loader.options import OPTIONS
 from kernel_sim.loader.sizes import parse_size
@@ -139,7 +140,7 @@ def generated_root(base: dict, size: int, path: Path, where: str) -> Path:
                         else:
                             out.write(block)
             except OSError as exc:
-                raise InputError(f"cannot read the root image {root}: {exc.strerror}", where) from None
+                raise InputError(f"cannot read the root image {root}: {describe_host(exc)}", where) from None
         out.truncate(size)
     return path
 

@@ -9,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from kernel_sim.errnos import describe_host
 from kernel_sim.errors import InputError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT = 0, 1, 2, 3
@@ -139,7 +140,7 @@ def cmd_boot(args: argparse.Namespace) -> int:
         try:
             console_file = args.console.open("wb")
         except OSError as exc:
-            raise InputError(f"cannot write the console file: {exc.strerror}", str(args.console)) from None
+            raise InputError(f"cannot write the console file: {describe_host(exc)}", str(args.console)) from None
     request = request_from_args(
         args, console=console_file if console_file else (None if args.json else sys.stdout.buffer),
         timeout=args.timeout, stop_at=args.stop_at, mmu=args.mmu, shell=args.shell, command=args.guest_command,

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from kernel_sim.errnos import describe_host
 from kernel_sim.errors import InputError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
             try:
                 path.write_bytes(data)
             except OSError as exc:
-                err.write(f"armboard: {path}: cannot write it: {exc.strerror or exc}\n")
+                err.write(f"armboard: {path}: cannot write it: {describe_host(exc)}\n")
                 return EXIT_USAGE
             result.setdefault("extracted", []).append({"space": space, "address": addr, "length": length,
                                                        "file": str(path)})

@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from board.devices.cfi import GEOMETRIES, CfiGeometry
+from kernel_sim.errnos import describe_host
 from kernel_sim.errors import TEXT_LIMIT, InputError, check_input_file, read_input_bytes, read_text_file
 from kernel_sim.geom.map_hints import (
     MAP_MAX_MARKER_LEN,
@@ -583,7 +584,7 @@ def _write_picture(path: Path, provider: str, media_size: int, erase_block: int,
         else:
             map_png(provider, media_size, erase_block, parts, path)
     except OSError as exc:
-        raise InputError(f"cannot write the picture: {exc.strerror or exc}", str(path)) from None
+        raise InputError(f"cannot write the picture: {describe_host(exc)}", str(path)) from None
 
 
 # ---------------------------------------------------------------------------------------------- commands
@@ -610,7 +611,7 @@ def cmd_build(args: argparse.Namespace, out: TextIO) -> int:
         try:
             path.write_bytes(data)
         except OSError as exc:
-            raise InputError(f"cannot write it: {exc.strerror or exc}", str(path)) from None
+            raise InputError(f"cannot write it: {describe_host(exc)}", str(path)) from None
     blocks = layout.size // layout.erase_block
     out.write(f"{output}: {format_size(layout.size)} flash, {blocks} erase blocks of "
               f"{format_size(layout.erase_block)}, fill {layout.fill:#04x}\n")
@@ -650,7 +651,7 @@ def cmd_map(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except IsADirectoryError:
         raise InputError("the flash image is a directory", str(image)) from None
     except OSError as exc:
-        raise InputError(f"cannot read the flash image: {exc.strerror or exc}", str(image)) from None
+        raise InputError(f"cannot read the flash image: {describe_host(exc)}", str(image)) from None
     if erase_block is not None:
         geometry = None
     elif geometry is None:

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from kernel_sim.errnos import describe_host
 from kernel_sim.errors import InputError, check_input_file
 from kernel_sim.geom import uzip_format as uf
 
@@ -88,7 +89,7 @@ def cmd_mkuzip(args: argparse.Namespace) -> int:
                                dedup=args.dedup, zero_detect=not args.no_zero, jobs=jobs, log=log)
     except OSError as exc:
         where = exc.filename or str(image)
-        raise InputError(f"{exc.strerror or exc}", str(where)) from None
+        raise InputError(f"{describe_host(exc)}", str(where)) from None
     except ValueError as exc:
         raise InputError(str(exc), str(image)) from None
     if args.summary or args.verbose:

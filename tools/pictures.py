@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from kernel_sim.errnos import describe_host
 from kernel_sim.errors import InputError
 from kernel_sim.guest.abi import KERNBASE, KERNVIRTADDR, MIB, PT2PG_SPAN
 
@@ -167,4 +168,4 @@ def write_picture(path: Path, svg, png, flag: str) -> None:
         else:
             raise InputError(f"{path.name}: a picture is .svg or .png", flag)
     except OSError as exc:
-        raise InputError(f"cannot write the picture: {exc.strerror}", str(path)) from None
+        raise InputError(f"cannot write the picture: {describe_host(exc)}", str(path)) from None

@@ -24,6 +24,7 @@ from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kernel_sim.errnos import describe_host
 from kernel_sim.errors import check_input_file
 from kernel_sim.guest.abi import PAGE_SIZE
 from kernel_sim.kern import msgbuf as msgbuf_mod
@@ -220,7 +221,7 @@ def open_dump(path: str | Path) -> Dump:
             size = f.seek(0, 2)
             raw: bytes | mmap.mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
     except OSError as exc:
-        raise DumpError(f"cannot read {path}: {exc.strerror}") from None
+        raise DumpError(f"cannot read {path}: {describe_host(exc)}") from None
     trailer = size >= KERNELDUMP_HEADER_SIZE and raw[size - KERNELDUMP_HEADER_SIZE:][:len(KERNELDUMPMAGIC) + 1] == (
         KERNELDUMPMAGIC + b"\0")
     # A bare minidump (savecore's vmcore: no header) is whole pages; 512 bytes more is a damaged header.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kernel_sim.errnos import describe_host
 from kernel_sim.errors import InputError, check_input_file
 from kernel_sim.guest.build import GuestImage, Segment
 
@@ -20,7 +21,7 @@ def read_kernel_elf(path: Path, *, what: str = "kernel", where: str | None = Non
     try:
         f = path.open("rb")
     except OSError as exc:
-        raise InputError(f"cannot read {what} ELF: {exc.strerror}", str(path)) from None
+        raise InputError(f"cannot read {what} ELF: {describe_host(exc)}", str(path)) from None
     with f:
         if f.read(4) != b"\x7fELF":
             raise InputError(f"not an ELF file (no \\x7fELF magic at offset 0); a {what} ELF is expected",

@@ -28,7 +28,7 @@ def test_read_text_file_missing_names_the_path(tmp_path) -> None:
     with pytest.raises(InputError) as info:
         read_text_file(path, what="kernel config")
     assert info.value.where == str(path)
-    assert info.value.message == "cannot open kernel config: No such file or directory"
+    assert info.value.message == "cannot open kernel config: No such file or directory (ENOENT)"
 
 
 def test_read_text_file_with_where_names_the_path_in_the_message(tmp_path) -> None:
@@ -36,7 +36,7 @@ def test_read_text_file_with_where_names_the_path_in_the_message(tmp_path) -> No
     with pytest.raises(InputError) as info:
         read_text_file(path, what="included file", where="ARM:3")
     assert info.value.where == "ARM:3"
-    assert info.value.message == f"cannot open included file {path}: No such file or directory"
+    assert info.value.message == f"cannot open included file {path}: No such file or directory (ENOENT)"
 
 
 def test_read_text_file_directory(tmp_path) -> None:
@@ -77,7 +77,7 @@ def test_read_text_file_read_error(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr("builtins.open", failing_open)
     with pytest.raises(InputError) as info:
         read_text_file(path, what="loader.conf")
-    assert str(info.value) == f"{path}: cannot read loader.conf: Input/output error"
+    assert str(info.value) == f"{path}: cannot read loader.conf: Input/output error (EIO)"
 
 
 def test_unreadable_file_is_permission_denied(tmp_path, monkeypatch) -> None:

@@ -118,7 +118,7 @@ def test_bad_files_are_input_errors(tmp_path):
     src = tmp_path / "in.img"
     sample(src, 10_000)
     cases = [
-        ([str(tmp_path / "missing.img")], "cannot open input image: No such file or directory"),
+        ([str(tmp_path / "missing.img")], "cannot open input image: No such file or directory (ENOENT)"),
         ([str(tmp_path)], "input image is a directory"),
         (["/dev/zero"], "input image is not a regular file (character device)"),
         (["-o", str(src), str(src)], "the output would overwrite the input"),

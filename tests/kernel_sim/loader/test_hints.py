@@ -193,7 +193,7 @@ def test_unterminated_quote_without_hash_does_not_blame_comments() -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(InputError) as info:
         parse_hints(tmp_path / "device.hints")
-    assert str(info.value) == f"{tmp_path / 'device.hints'}: cannot open hints file: No such file or directory"
+    assert str(info.value) == f"{tmp_path / 'device.hints'}: cannot open hints file: No such file or directory (ENOENT)"
 
 
 def test_binary_file(tmp_path: Path) -> None:

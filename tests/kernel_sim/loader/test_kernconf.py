@@ -453,7 +453,7 @@ def test_missing_config_file_names_the_path(tmp_path: Path) -> None:
     with pytest.raises(InputError) as info:
         parse_kernconf(tmp_path / "NOPE")
     assert info.value.where == str(tmp_path / "NOPE")
-    assert info.value.message == "cannot open kernel config: No such file or directory"
+    assert info.value.message == "cannot open kernel config: No such file or directory (ENOENT)"
 
 
 def test_config_that_is_a_directory(tmp_path: Path) -> None:
@@ -472,7 +472,7 @@ def test_binary_config(tmp_path: Path) -> None:
 def test_include_not_found_names_the_include_line(tmp_path: Path) -> None:
     err = error(tmp_path, '\ninclude "std.missing"\n')
     assert err.where == f"{tmp_path / 'TEST'}:3"
-    assert err.message == f"cannot open included file {tmp_path / 'std.missing'}: No such file or directory"
+    assert err.message == f"cannot open included file {tmp_path / 'std.missing'}: No such file or directory (ENOENT)"
 
 
 def test_include_of_a_binary_file(tmp_path: Path) -> None:

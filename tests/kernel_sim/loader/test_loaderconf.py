@@ -189,7 +189,7 @@ def test_errors_name_file_line(tmp_path: Path, text: str, line: int, wording: st
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(InputError) as info:
         parse_loader_conf(tmp_path / "loader.conf")
-    assert str(info.value) == f"{tmp_path / 'loader.conf'}: cannot open loader.conf: No such file or directory"
+    assert str(info.value) == f"{tmp_path / 'loader.conf'}: cannot open loader.conf: No such file or directory (ENOENT)"
 
 
 def test_binary_file(tmp_path: Path) -> None:
