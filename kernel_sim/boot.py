@@ -62,6 +62,9 @@ class BootRequest:
     command: str | None = None               # one guest shell command after /etc/rc (`armboard boot -c`)
     read_line: Callable[[], str] | None = None   # the console's input for the shell ("" at end of input)
     swap: str | None = None                  # "SIZE[:ALLOCATOR]": a swap device beyond the profile's
+    # Called before each step of mi_startup (kernel_sim.kern.startup.STEPS) with its name and the run,
+    # and with "done" at the end: stop points, timelines and snapshots in the Python kernel.
+    on_stage: Callable[[str, object], None] | None = None
 
 
 @dataclass
@@ -410,7 +413,8 @@ def _after_handover(result: BootResult, handoff: Handoff) -> BootResult:
         startup = mi_startup(result.machine, handoff, prep.layout, prep.kernconf.ident or "GENERIC",
                              options=dict(prep.kernconf.options), env=prep.loader.env, kernconf=prep.kernconf,
                              hints=hints_from_env(prep.loader.env, prep.loader.origin),
-                             userland=Userland(req.shell, req.command, req.read_line), md_vnodes=prep.md_vnodes)
+                             userland=Userland(req.shell, req.command, req.read_line), md_vnodes=prep.md_vnodes,
+                             on_stage=req.on_stage)
     except KernelPanic as panic:
         result.machine.console.write_text(panic.console_line + "cpuid = 0\n")
         result.stage, result.message = "mi_startup", f"Boot failed in mi_startup: panic \"{panic.message}\"."

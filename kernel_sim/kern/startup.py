@@ -134,49 +134,96 @@ def _print_banner(out, machine: Machine, ident: str, s: Startup, handoff: Handof
                    f"vm_max_kernel_address 0x{handoff.devmap_va:08x}\n")
 
 
-def mi_startup(machine: Machine, handoff: Handoff, layout: BootLayout, ident: str,
-               options: dict[str, object] | None = None, env: dict[str, str] | None = None,
-               kernconf=None, hints=None, userland: Userland | None = None,
-               md_vnodes: list[tuple[str, bool]] = ()) -> Startup:
-    """Start the kernel; the result says whether it halted cleanly or how it failed."""
-    options = options or {}
-    env = env or {}
-    userland = userland or Userland()
-    out = machine.console
-    s = vm_startup(machine, handoff, layout, options, env)
-    _print_banner(out, machine, ident, s, handoff)
+class StartupRun:
+    """One mi_startup in progress: its inputs, the Startup it builds, and which step comes next.
+
+    mi_startup is a list of named steps (STEPS, in FreeBSD's SYSINIT order). Between two steps the
+    kernel holds no Python frame of its own, so whoever watches (`on_stage`) may stop there: the
+    monitor's breakpoints on kernel stages, the boot timeline, a snapshot. `next_step` is the index
+    of the step that runs next."""
+
+    def __init__(self, machine: Machine, handoff: Handoff, layout: BootLayout, ident: str,
+                 options: dict[str, object], env: dict[str, str], kernconf, hints, userland: Userland,
+                 md_vnodes: list[tuple[str, bool]], on_stage: Callable[[str, StartupRun], None] | None) -> None:
+        self.machine, self.handoff, self.layout, self.ident = machine, handoff, layout, ident
+        self.options, self.env, self.kernconf, self.hints = options, env, kernconf, hints
+        self.userland, self.md_vnodes, self.on_stage = userland, md_vnodes, on_stage
+        self.s: Startup | None = None
+        self.next_step = 0
+
+    @property
+    def out(self):
+        return self.machine.console
+
+
+def _step_kmeminit(run: StartupRun) -> bool:
+    """vm_mem_init, kmeminit and vm_ksubmap_init's layout; the banner; the kmem arena."""
+    out, handoff, layout = run.out, run.handoff, run.layout
+    s = run.s = vm_startup(run.machine, handoff, layout, run.options, run.env)
+    _print_banner(out, run.machine, run.ident, s, handoff)
     for m in layout.modules:
         out.write_text(f"preload: {m.type} \"{m.name}\" at 0x{m.va:08x}, {m.size} bytes\n")
-    _publish_identity(s.sysctl, ident)
-    kmem_row = next((r for r in s.kva.rows if r.consumer == "kmem arena"), None)
+    _publish_identity(s.sysctl, run.ident)
     publish_boot_figures(s.sysctl, s.kmem, s.kva, s.pages.v_page_count * PAGE_SIZE, s.pages.v_page_count,
                          handoff.nkpt2pg, kmem_in_use=lambda: s.malloc.in_use if s.malloc else 0)
     if not s.kva.ok:
         s.outcome, s.panic = "panic", s.kva.panic
         out.write_text(f"panic: {s.kva.panic}\ncpuid = 0\n")
-        return s
+        return False
     out.write_text(f"kmem arena: vm_kmem_size {s.kmem.vm_kmem_size} ({_mb(s.kmem.vm_kmem_size)} MB); "
                    f"KVA free after boot: {s.kva.kva_remaining // 1024} KB\n")
+    kmem_row = next(r for r in s.kva.rows if r.consumer == "kmem arena")
     s.malloc = Malloc(Vmem("kmem arena", kmem_row.start, kmem_row.size), s.pmap, s.pages)
-    _msgbuf_and_mem(s, machine)
+    return True
+
+
+def _step_msgbuf(run: StartupRun) -> bool:
+    """The message buffer in guest pages, /dev/mem and /dev/kmem."""
+    _msgbuf_and_mem(run.s, run.machine)
+    return True
+
+
+def _step_swapon(run: StartupRun) -> bool:
+    """swapon: the board's swap device and the pageout daemon's thresholds."""
     from kernel_sim.vm.pageout import vm_swap_init
 
-    s.vm = vm_swap_init(machine, s.pages, s.sysctl, printf=out.write_text)   # swapon: the board's swap device
-    if kernconf is not None:
-        from kernel_sim.kern.geom_init import geom_start
-        from kernel_sim.loader.hints import Hints
+    run.s.vm = vm_swap_init(run.machine, run.s.pages, run.s.sysctl, printf=run.out.write_text)
+    return True
 
-        s.geom = geom_start(machine, layout, kernconf, hints or Hints([]), env, s.sysctl, s.malloc)
-        if getattr(s.geom, "md", None) is not None:
-            s.geom.md.swap_object = s.vm.md_swap_object         # md -t swap: pages in swap-backed objects
-            _attach_host_vnodes(s.geom.md, md_vnodes, out.write_text)
-        from kernel_sim.fs.vfs import Vfs
 
-        s.vfs = Vfs(s.geom)
-        if not _mount_root(s, env, kernconf, userland, out.write_text):
-            s.outcome, s.panic = "panic", "mountroot: unable to (re-)mount root."   # vfs_mountroot.c
-            out.write_text(f"panic: {s.panic}\ncpuid = 0\n")
-            return s
+def _step_geom_taste(run: StartupRun) -> bool:
+    """GEOM: the disks the drivers attach (md, cfi) and every class tasting them."""
+    if run.kernconf is None:
+        return True
+    from kernel_sim.kern.geom_init import geom_start
+    from kernel_sim.loader.hints import Hints
+
+    s = run.s
+    s.geom = geom_start(run.machine, run.layout, run.kernconf, run.hints or Hints([]), run.env, s.sysctl, s.malloc)
+    if getattr(s.geom, "md", None) is not None:
+        s.geom.md.swap_object = s.vm.md_swap_object         # md -t swap: pages in swap-backed objects
+        _attach_host_vnodes(s.geom.md, run.md_vnodes, run.out.write_text)
+    return True
+
+
+def _step_mountroot(run: StartupRun) -> bool:
+    """vfs_mountroot: the root file system, or the panic."""
+    if run.kernconf is None:
+        return True
+    from kernel_sim.fs.vfs import Vfs
+
+    s = run.s
+    s.vfs = Vfs(s.geom)
+    if not _mount_root(s, run.env, run.kernconf, run.userland, run.out.write_text):
+        s.outcome, s.panic = "panic", "mountroot: unable to (re-)mount root."   # vfs_mountroot.c
+        run.out.write_text(f"panic: {s.panic}\ncpuid = 0\n")
+        return False
+    return True
+
+
+def _step_start_init(run: StartupRun) -> bool:
+    """Fork init (pid 1) with a kernel stack, then the processes debug.init_procs asks for."""
+    s, out = run.s, run.out
     kernel_map, kernel_arena = s.kva.make_arenas()
     thread0 = next((r.start for r in s.kva.rows if r.consumer == "thread0 kernel stack"), KERNBASE)
     s.procs = ProcTable(kernel_map, kernel_arena, s.pmap, s.pages, out.write_text, thread0)
@@ -185,9 +232,9 @@ def mi_startup(machine: Machine, handoff: Handoff, layout: BootLayout, ident: st
     except KstackFailure as exc:
         s.outcome, s.panic, s.kstack_failure = "panic", "cannot fork init: 12", exc   # sys/kern/init_main.c
         out.write_text(f"panic: {s.panic}\ncpuid = 0\n")
-        return s
+        return False
     out.write_text(f"start_init: trying /sbin/init (pid {init.pid}, kernel stack at 0x{init.threads[0].kstack:08x})\n")
-    s.wanted_procs = tunable_value(env, "debug.init_procs")
+    s.wanted_procs = tunable_value(run.env, "debug.init_procs")
     in_a_row = 0
     for n in range(1, s.wanted_procs + 1):
         try:
@@ -208,19 +255,70 @@ def mi_startup(machine: Machine, handoff: Handoff, layout: BootLayout, ident: st
         out.write_text(f"init: started {s.started_procs} of {s.wanted_procs} processes\n")
     if s.failed_procs:
         s.outcome = "userland"
-        return s
-    stress = tunable_value(env, "debug.kmem_stress")
+        return False
+    return True
+
+
+def _step_kmem_stress(run: StartupRun) -> bool:
+    """debug.kmem_stress: kernel malloc under load, one chunk per tick of virtual time."""
+    stress = tunable_value(run.env, "debug.kmem_stress")
     if stress:
-        _kmem_stress(s, stress, env)
-        if s.kmem_failure is not None:
-            return s
+        _kmem_stress(run.s, stress, run.env)
+        if run.s.kmem_failure is not None:
+            return False
+    return True
+
+
+def _step_init(run: StartupRun) -> bool:
+    """init runs /etc/rc from the root (and -c, the console shell); then the kernel halts."""
+    s, out = run.s, run.out
     if s.vfs is not None and "/" in s.vfs.mounts:
-        _start_init(s, machine, env, userland)
+        _start_init(s, run.machine, run.env, run.userland)
     else:
         out.write_text("mi_startup: no root file system configured (vfs.root.mountfrom, ROOTDEVNAME or "
                        "MD_ROOT) and none on any disk; init is done, halting.\n")
     out.write_text("The operating system has halted.\n")
-    return s
+    return True
+
+
+# mi_startup's steps in order, by the names the monitor, the timeline and snapshots use.
+STEPS: tuple[tuple[str, Callable[[StartupRun], bool]], ...] = (
+    ("kmeminit", _step_kmeminit),
+    ("msgbuf", _step_msgbuf),
+    ("swapon", _step_swapon),
+    ("geom_taste", _step_geom_taste),
+    ("mountroot", _step_mountroot),
+    ("start_init", _step_start_init),
+    ("kmem_stress", _step_kmem_stress),
+    ("init", _step_init),
+)
+STAGE_NAMES = tuple(name for name, _ in STEPS)
+
+
+def run_steps(run: StartupRun) -> Startup:
+    """Run the steps from `run.next_step` to the end or to the first that ends the boot; `on_stage`
+    hears each step's name before it runs, and "done" at the end."""
+    while run.next_step < len(STEPS):
+        name, step = STEPS[run.next_step]
+        if run.on_stage is not None:
+            run.on_stage(name, run)
+        run.next_step += 1
+        if not step(run):
+            run.next_step = len(STEPS)
+    if run.on_stage is not None:
+        run.on_stage("done", run)
+    return run.s
+
+
+def mi_startup(machine: Machine, handoff: Handoff, layout: BootLayout, ident: str,
+               options: dict[str, object] | None = None, env: dict[str, str] | None = None,
+               kernconf=None, hints=None, userland: Userland | None = None,
+               md_vnodes: list[tuple[str, bool]] = (),
+               on_stage: Callable[[str, StartupRun], None] | None = None) -> Startup:
+    """Start the kernel; the result says whether it halted cleanly or how it failed."""
+    run = StartupRun(machine, handoff, layout, ident, options or {}, env or {}, kernconf, hints,
+                     userland or Userland(), list(md_vnodes), on_stage)
+    return run_steps(run)
 
 
 def _publish_identity(tree, ident: str) -> None:

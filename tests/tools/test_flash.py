@@ -312,7 +312,8 @@ def test_misalignment(tmp_path) -> None:
 def test_missing_file(tmp_path) -> None:
     err = build_error(tmp_path, HEAD + '[[part]]\nname = "k"\nfile = "kernel.bin"\n')
     assert err.where == f"{tmp_path / 'layout.toml'}:4"
-    assert err.message == f'part "k": cannot open part file {tmp_path / "kernel.bin"}: No such file or directory (ENOENT)'
+    assert err.message == (f'part "k": cannot open part file {tmp_path / "kernel.bin"}: '
+                           "No such file or directory (ENOENT)")
 
 
 def test_file_content_relative_to_the_layout(tmp_path) -> None:
