@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import os
 import stat
-from pathlib import Path
 
 from kernel_sim.errnos import describe_host
+
+TYPE_CHECKING = False   # typing and pathlib cost imports on every boot; annotations are strings here
+if TYPE_CHECKING:
+    StrPath = str | os.PathLike[str]   # a path as the user gave it: text or an os.PathLike
 
 KIB, MIB = 1 << 10, 1 << 20
 # The bound for every text input (kernel configs, loader.conf, device.hints, layouts, board profiles).
@@ -53,7 +56,7 @@ def _article(what: str) -> str:
     return "an" if what[:1].lower() in "aeiou" else "a"
 
 
-def check_input_file(path: str | Path, *, what: str, where: str | None = None, limit: int | None = None,
+def check_input_file(path: StrPath, *, what: str, where: str | None = None, limit: int | None = None,
                      block_devices: bool = False, writable: bool = False) -> os.stat_result:
     """stat(2) a file the user named and return the result, or raise one InputError saying why it cannot
     be read: missing, a directory, not a regular file (character device, FIFO, socket, block device),
@@ -64,11 +67,11 @@ def check_input_file(path: str | Path, *, what: str, where: str | None = None, l
     path is the place. ``block_devices`` admits a block device (mkuzip reads disks); ``writable`` also
     asks for write access (a flash image or vnode that programs write through).
     """
-    p = Path(path)
+    p = os.fspath(path)
     shown = f"{what} {p}" if where else what
     loc = where or str(p)
     try:
-        st = p.stat()
+        st = os.stat(p)
     except OSError as exc:
         raise InputError(f"cannot open {shown}: {describe_host(exc)}", loc) from None
     except ValueError:                      # a NUL byte in the path
@@ -88,11 +91,11 @@ def check_input_file(path: str | Path, *, what: str, where: str | None = None, l
     return st
 
 
-def read_input_bytes(path: str | Path, *, what: str, where: str | None = None, limit: int) -> bytes:
+def read_input_bytes(path: StrPath, *, what: str, where: str | None = None, limit: int) -> bytes:
     """The bytes of a regular file the user named, checked first and read with at most ``limit`` bytes
     (a file that grew past the limit after the check is refused, not read to its end)."""
     check_input_file(path, what=what, where=where, limit=limit)
-    p = Path(path)
+    p = os.fspath(path)
     shown = f"{what} {p}" if where else what
     loc = where or str(p)
     try:
@@ -105,7 +108,7 @@ def read_input_bytes(path: str | Path, *, what: str, where: str | None = None, l
     return data
 
 
-def read_text_file(path: str | Path, *, what: str, where: str | None = None, limit: int = TEXT_LIMIT) -> str:
+def read_text_file(path: StrPath, *, what: str, where: str | None = None, limit: int = TEXT_LIMIT) -> str:
     """Return the UTF-8 text of a user's input file, or raise one InputError that says what went wrong.
 
     Every configure-step parser reads through here so that a missing file, a directory, a device, an
@@ -113,7 +116,7 @@ def read_text_file(path: str | Path, *, what: str, where: str | None = None, lim
     traceback. ``what``, ``where`` and ``limit`` are as for check_input_file.
     """
     data = read_input_bytes(path, what=what, where=where, limit=limit)
-    p = Path(path)
+    p = os.fspath(path)
     shown = f"{what} {p}" if where else what
     loc = where or str(p)
     if b"\0" in data:

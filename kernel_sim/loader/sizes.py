@@ -17,15 +17,28 @@ kernel config, loader.conf, device.hints and on the command line:
 
 from __future__ import annotations
 
-import re
-
 from kernel_sim.errors import InputError
 
-# The strtoul(3) base-0 forms: 0x hex, 0-prefixed octal (a lone "0" included), decimal.
-_INT_BODY = r"0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*"
-_INT_RE = re.compile(rf"([+-]?)({_INT_BODY})")
-_SIZE_RE = re.compile(rf"({_INT_BODY})([a-zA-Z]?)")
-_FRACTION_RE = re.compile(r"([0-9]*\.[0-9]+|[0-9]+\.[0-9]*)([a-zA-Z]?)")
+_HEX, _OCT, _DEC = frozenset("0123456789abcdefABCDEF"), frozenset("01234567"), frozenset("0123456789")
+
+
+def _is_int_body(body: str) -> bool:
+    """One strtoul(3) base-0 literal: 0x hex, 0-prefixed octal (a lone "0" included), or decimal.
+    Plain string tests, not `re`: every boot reads its numbers through here."""
+    if body[:2] in ("0x", "0X"):
+        return len(body) > 2 and set(body[2:]) <= _HEX
+    if body[:1] == "0":
+        return set(body[1:]) <= _OCT
+    return body[:1] in _DEC and set(body) <= _DEC
+
+
+def _split_size(text: str) -> tuple[str, str] | None:
+    """(number, suffix letter or "") of `<literal>[letter]`, the longest literal first, or None."""
+    if _is_int_body(text):
+        return text, ""
+    if len(text) > 1 and text[-1].isascii() and text[-1].isalpha() and _is_int_body(text[:-1]):
+        return text[:-1], text[-1]
+    return None
 
 # expand_number(3) (lib/libutil/expand_number.c): each suffix is a power of 1024.
 SIZE_SHIFTS: dict[str, int] = {"b": 0, "k": 10, "m": 20, "g": 30, "t": 40, "p": 50, "e": 60}
@@ -60,16 +73,18 @@ def parse_int(text: str, *, where: str | None = None) -> int:
     stripped = text.strip()
     if not stripped:
         raise InputError(f"expected a number ({_NUMBER_FORMS}), got nothing", where)
-    m = _INT_RE.fullmatch(stripped)
-    if m is None:
+    sign, body = (stripped[0], stripped[1:]) if stripped[0] in "+-" else ("", stripped)
+    if not _is_int_body(body):
+        import re  # the error path only
+
         if re.fullmatch(r"[+-]?0[0-9]+", stripped):
             raise InputError(
                 f"{stripped!r} is not a number: a leading 0 means octal, and 8 and 9 are not octal digits",
                 where,
             )
         raise InputError(f"{stripped!r} is not a number (expected {_NUMBER_FORMS})", where)
-    value = _int_value(m.group(2), stripped, where)
-    return -value if m.group(1) == "-" else value
+    value = _int_value(body, stripped, where)
+    return -value if sign == "-" else value
 
 
 def parse_size(text: str, *, where: str | None = None, default_unit: int = 1) -> int:
@@ -85,9 +100,11 @@ def parse_size(text: str, *, where: str | None = None, default_unit: int = 1) ->
         raise InputError("the size is empty", where)
     if stripped.startswith("-"):
         raise InputError(f"size {stripped} is negative; sizes must be 0 or more", where)
-    m = _SIZE_RE.fullmatch(stripped)
-    if m is None:
-        frac = _FRACTION_RE.fullmatch(stripped)
+    parts = _split_size(stripped)
+    if parts is None:
+        import re  # the error path only
+
+        frac = re.fullmatch(r"([0-9]*\.[0-9]+|[0-9]+\.[0-9]*)([a-zA-Z]?)", stripped)
         if frac is not None:
             raise InputError(_fraction_message(stripped, frac, default_unit), where)
         if re.fullmatch(r"0[0-9]+[a-zA-Z]?", stripped):
@@ -100,12 +117,13 @@ def parse_size(text: str, *, where: str | None = None, default_unit: int = 1) ->
             f"{stripped!r} is not a size (expected a number with an optional b, k, m, g or t suffix)",
             where,
         )
-    number, suffix = m.group(1), m.group(2).lower()
+    number, letter = parts
+    suffix = letter.lower()
     if suffix == "x":  # "0x" with no digits: strtoumax would stop after the 0
         raise InputError(f"{stripped!r} is not a size: 0x must be followed by hexadecimal digits", where)
     if suffix and suffix not in SIZE_SHIFTS:
         raise InputError(
-            f"size {stripped!r} has an unknown suffix {m.group(2)!r} (use b, k, m, g, t, p or e)",
+            f"size {stripped!r} has an unknown suffix {letter!r} (use b, k, m, g, t, p or e)",
             where,
         )
     value = _int_value(number, stripped, where)
@@ -115,7 +133,7 @@ def parse_size(text: str, *, where: str | None = None, default_unit: int = 1) ->
     return value
 
 
-def _fraction_message(text: str, frac: re.Match[str], default_unit: int) -> str:
+def _fraction_message(text: str, frac, default_unit: int) -> str:
     """Explain that sizes are whole numbers, suggesting the exact equivalent when there is one."""
     from decimal import Decimal, InvalidOperation  # only on the error path: slow to import
 

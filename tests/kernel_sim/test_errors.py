@@ -119,7 +119,8 @@ def test_block_devices_only_where_asked(tmp_path, monkeypatch) -> None:
     path.write_bytes(b"x")
     real = os.stat_result(os.stat(path))
     fake = os.stat_result((statmod.S_IFBLK | 0o600, *tuple(real)[1:]))
-    monkeypatch.setattr(type(path), "stat", lambda self: fake)
+    real_stat = os.stat
+    monkeypatch.setattr(os, "stat", lambda p, *a, **k: fake if os.fspath(p) == str(path) else real_stat(p, *a, **k))
     with pytest.raises(InputError, match=r"is not a regular file \(block device\)"):
         check_input_file(path, what="flash image")
     assert check_input_file(path, what="input image", block_devices=True) is fake
