@@ -16,8 +16,7 @@ FreeBSD's wrapped one, and a boot that silently differs from what was asked teac
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+from collections import namedtuple
 
 from kernel_sim.errors import InputError
 from kernel_sim.guest.abi import KERNBASE, PAGE_SIZE
@@ -31,26 +30,51 @@ QUAD_MIN, QUAD_MAX = -(1 << 63), (1 << 63) - 1     # sys/sys/limits.h: what strt
 
 # strtoq(3), base 0 (sys/libkern/strtoq.c): white space as the kernel's isspace, a sign, then the
 # longest run of digits of the base the prefix selects ("0x" needs a hex digit, else it is "0").
-_STRTOQ_RE = re.compile(r"[ \t\n\v\f\r]*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
+_SPACE = " \t\n\v\f\r"
+_HEX, _OCT, _DEC = frozenset("0123456789abcdefABCDEF"), frozenset("01234567"), frozenset("0123456789")
 _SUFFIX_SHIFT = {"": 0, "k": 10, "m": 20, "g": 30, "t": 40}   # getenv_quad's fall-through switch
+
+
+def _run(text: str, start: int, chars: frozenset[str]) -> int:
+    """The end of the run of `chars` that begins at `start`."""
+    end = start
+    while end < len(text) and text[end] in chars:
+        end += 1
+    return end
+
+
+def _strtoq_prefix(text: str) -> tuple[str, str, int] | None:
+    """(sign, digits, end) of what strtoq reads at the start of `text`, or None if it reads nothing."""
+    i = len(text) - len(text.lstrip(_SPACE))
+    sign = text[i] if text[i:i + 1] in ("+", "-") else ""
+    i += len(sign)
+    if text[i:i + 2] in ("0x", "0X") and text[i + 2:i + 3] in _HEX and text[i + 2:i + 3]:
+        end = _run(text, i + 2, _HEX)
+    elif text[i:i + 1] == "0":
+        end = _run(text, i + 1, _OCT)
+    elif text[i:i + 1] in _DEC and text[i:i + 1]:
+        end = _run(text, i, _DEC)
+    else:
+        return None
+    return sign, text[i:end], end
 
 
 def _strtoq_and_suffix(text: str) -> tuple[int, int, list[str]] | None:
     """(the number as written, what getenv_quad stores, how FreeBSD changed it), or None where
     getenv_quad returns 0."""
-    m = _STRTOQ_RE.match(text)
-    if m is None:
+    read = _strtoq_prefix(text)
+    if read is None:
         return None
-    rest = text[m.end():]
+    sign, digits, end = read
+    rest = text[end:]
     if len(rest) > 1 or rest.lower() not in _SUFFIX_SHIFT:
         return None
-    digits = m.group(2)
     base = 16 if digits[:2] in ("0x", "0X") else 8 if digits.startswith("0") else 10
     body = (digits[2:] if base == 16 else digits).lstrip("0") or "0"
     shift = _SUFFIX_SHIFT[rest.lower()]
     # past QUAD_MAX in any base beyond 32 digits: no need to convert a huge literal to know that
     number = QUAD_MAX + 1 if len(body) > 32 else int(body, base)
-    number = -number if m.group(1) == "-" else number
+    number = -number if sign == "-" else number
     exact = number << shift                                          # what the text means
     steps = []
     value = max(QUAD_MIN, min(QUAD_MAX, number))                     # strtoq: ERANGE, clamped
@@ -75,17 +99,18 @@ def c_int(quad: int) -> int:
     return low - (1 << 32) if low > INT_MAX else low
 
 
-@dataclass(frozen=True)
-class Tunable:
+class Tunable(namedtuple("Tunable", "name fetch default minimum maximum meaning also", defaults=(None,))):
     """One tunable the Python kernel reads: how FreeBSD would fetch it and what armboard accepts."""
 
+    __slots__ = ()
+
     name: str
-    fetch: str          # "int" (TUNABLE_INT_FETCH, getenv_int) or "quad" (TUNABLE_QUAD_FETCH)
+    fetch: str  # "int" (TUNABLE_INT_FETCH, getenv_int) or "quad" (TUNABLE_QUAD_FETCH)
     default: int
     minimum: int
     maximum: int
-    meaning: str        # what the value counts, for the range message
-    also: int | None = None   # one more value outside the range with a meaning of its own (kern.hz -1)
+    meaning: str  # what the value counts, for the range message
+    also: int | None  # one more value outside the range with a meaning of its own (kern.hz -1)
 
 
 TUNABLES = {t.name: t for t in (
@@ -135,7 +160,6 @@ def tunable_value(env: dict[str, str], name: str, origin: dict[str, str] | None 
 
 # debug.wild_access is read by the guest itself, in initarm (kernel_sim/guest/initarm.c parse_u32): decimal
 # or 0x hexadecimal digits up to the first other character, accumulated in a u32 that wraps.
-_GUEST_U32_RE = re.compile(r"0[xX]([0-9a-fA-F]+)|([0-9]+)")
 WILD_ACCESS = "debug.wild_access"
 
 
@@ -146,18 +170,19 @@ def wild_access_address(env: dict[str, str], origin: dict[str, str] | None = Non
         return None
     text = env[WILD_ACCESS]
     where = (origin or {}).get(WILD_ACCESS, WILD_ACCESS)
-    m = _GUEST_U32_RE.fullmatch(text)
-    if m is None:
+    hexa = text[:2] in ("0x", "0X")
+    digits = text[2:] if hexa else text
+    if not digits or not set(digits) <= (_HEX if hexa else _DEC):
         raise InputError(f'{WILD_ACCESS}="{text}" is not an address (decimal or 0x hexadecimal digits only: '
                          "initarm's parse_u32 stops at the first other character)", where)
-    if len(text) > 40 or int(m.group(1) or m.group(2), 16 if m.group(1) else 10) > 0xFFFF_FFFF:
+    base = 16 if hexa else 10
+    if len(text) > 40 or int(digits, base) > 0xFFFF_FFFF:
         guest = 0
-        base = 16 if m.group(1) else 10
-        for ch in m.group(1) or m.group(2):
+        for ch in digits:
             guest = (guest * base + int(ch, 16)) & 0xFFFF_FFFF
         raise InputError(f'{WILD_ACCESS}="{text}" is out of range: an address is 32 bits (0..0xffffffff); '
                          f"initarm's parse_u32 would wrap it to 0x{guest:08x}", where)
-    return int(m.group(1) or m.group(2), 16 if m.group(1) else 10)
+    return int(digits, base)
 
 
 def _kmem_options(options: dict[str, object]) -> dict[str, int | None]:

@@ -128,3 +128,14 @@ def test_wild_access_addresses_in_range() -> None:
     assert wild_access_address({}) is None
     assert wild_access_address({"debug.wild_access": "0x12345678"}) == 0x12345678
     assert wild_access_address({"debug.wild_access": "4294967295"}) == 0xFFFF_FFFF
+
+
+_OLD_STRTOQ = __import__("re").compile(r"[ \t\n\v\f\r]*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
+
+
+@given(st.text(alphabet=" \t+-0123456789xXabcdefgkmKM", max_size=12))
+def test_strtoq_prefix_reads_what_the_old_pattern_read(text):
+    from kernel_sim.kern.tunables import _strtoq_prefix
+
+    m = _OLD_STRTOQ.match(text)
+    assert _strtoq_prefix(text) == (None if m is None else (m.group(1), m.group(2), m.end()))
