@@ -19,14 +19,17 @@ FreeBSD builds it two ways (sys/conf/kern.pre.mk, kern.post.mk, sys/dev/md/md.c)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from collections import namedtuple
 
 from kernel_sim.errors import InputError, check_input_file
 from kernel_sim.guest.abi import MIB, PAGE_SIZE
 from kernel_sim.guest.build import GuestImage
 from kernel_sim.loader.kernconf import KernelConfig
 from kernel_sim.loader.metadata import MetadataModule, build_environment, build_metadata
+
+TYPE_CHECKING = False   # typing costs an import on every boot; annotations are strings here
+if TYPE_CHECKING:
+    from kernel_sim.errors import StrPath
 
 OVERLAY_THRESHOLD = 1 * MIB   # modules at least this big are mapped from the file, not copied
 
@@ -40,37 +43,40 @@ def round_page(x: int) -> int:
     return (x + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
 
 
-@dataclass(frozen=True)
-class ModuleRequest:
+class ModuleRequest(namedtuple("ModuleRequest", "name type path where")):
     """A module to preload: its metadata name, type, the host file and where it was asked for."""
+
+    __slots__ = ()
 
     name: str
     type: str
-    path: Path
+    path: StrPath
     where: str
 
 
-@dataclass(frozen=True)
-class PlacedModule:
+class PlacedModule(namedtuple("PlacedModule", "name type path where pa va size")):
+    __slots__ = ()
+
     name: str
     type: str
-    path: Path
+    path: StrPath
     where: str
     pa: int
     va: int
     size: int
 
 
-@dataclass(frozen=True)
-class MfsRoot:
+class MfsRoot(namedtuple("MfsRoot", "section size image image_size where va", defaults=(0,))):
     """md.c's mfs_root: the section it lives in, mfs_root_size, and the MFS_IMAGE written into it."""
 
-    section: str           # "oldmfs" (the MD_ROOT_SIZE array) or "mfs" (the objcopy'd image)
-    size: int              # mfs_root_size: what md0 attaches as "Embedded image %zd bytes"
-    image: Path | None     # makeoptions MFS_IMAGE
+    __slots__ = ()
+
+    section: str  # "oldmfs" (the MD_ROOT_SIZE array) or "mfs" (the objcopy'd image)
+    size: int  # mfs_root_size: what md0 attaches as "Embedded image %zd bytes"
+    image: StrPath | None  # makeoptions MFS_IMAGE
     image_size: int
-    where: str             # the config line that put the image (or the array) in the kernel
-    va: int = 0            # placed by plan()
+    where: str  # the config line that put the image (or the array) in the kernel
+    va: int  # placed by plan()
 
 
 def mfs_root(kernconf: KernelConfig) -> MfsRoot | None:
@@ -100,22 +106,25 @@ def mfs_root(kernconf: KernelConfig) -> MfsRoot | None:
     return MfsRoot("mfs", image_size, image, image_size, image_where)
 
 
-@dataclass
-class BootLayout:
+class BootLayout(namedtuple("BootLayout",
+                            "kernel_pa kernel_va kernel_size embedded_md modules env_va env metadata_va "
+                            "metadata kernend howto ram_base ram_size overlays", defaults=((),))):
+    __slots__ = ()
+
     kernel_pa: int
     kernel_va: int
-    kernel_size: int             # the footprint, including the embedded md image area
+    kernel_size: int  # the footprint, including the embedded md image area
     embedded_md: MfsRoot | None  # MD_ROOT's mfs_root, placed (va set)
     modules: list[PlacedModule]
     env_va: int
     env: bytes
     metadata_va: int
     metadata: bytes
-    kernend: int                 # VA
+    kernend: int  # VA
     howto: int
     ram_base: int
     ram_size: int
-    overlays: list[tuple[int, Path]] = field(default_factory=list)
+    overlays: tuple[tuple[int, StrPath], ...]
 
     def pa(self, va: int) -> int:
         return va - self.kernel_va + self.kernel_pa
@@ -151,7 +160,7 @@ def plan(image: GuestImage, *, ram_base: int, ram_size: int, footprint: int | No
         # kernel ends exactly image-size later (the linker puts the section among the kernel's own; its
         # place inside the kernel does not change the footprint).
         start = round_page(end) if embedded_md.section == "oldmfs" else end
-        embedded = replace(embedded_md, va=start)
+        embedded = embedded_md._replace(va=start)
         end = start + embedded_md.size
     kernel_size = end - kernel_va
     cursor = round_page(end)
@@ -184,4 +193,4 @@ def plan(image: GuestImage, *, ram_base: int, ram_size: int, footprint: int | No
             and embedded.va % PAGE_SIZE == 0:
         overlays.insert(0, (embedded.va - kernel_va + kernel_pa, embedded.image))
     return BootLayout(kernel_pa, kernel_va, kernel_size, embedded, placed, env_va, env_bytes,
-                      metadata_va, metadata, kernend, howto, ram_base, ram_size, overlays)
+                      metadata_va, metadata, kernend, howto, ram_base, ram_size, tuple(overlays))
