@@ -28,10 +28,8 @@ sets a flag, ``-o NAME=0`` (or ``no``/``off``/``false``) clears a flag and ``-o 
 
 from __future__ import annotations
 
-import copy
-import re
-from dataclasses import dataclass, field
-from pathlib import Path
+import os
+from collections import namedtuple
 
 from kernel_sim.errors import InputError, read_text_file
 from kernel_sim.loader.options import (
@@ -45,8 +43,19 @@ from kernel_sim.loader.options import (
 )
 from kernel_sim.loader.sizes import parse_int, split_lines
 
+TYPE_CHECKING = False   # typing costs an import on every boot; annotations are strings here
+if TYPE_CHECKING:
+    from kernel_sim.errors import StrPath
+
 # usr.sbin/config/lang.l: ID [A-Za-z_][-A-Za-z_0-9]*
-_ID_RE = re.compile(r"[A-Za-z_][-A-Za-z_0-9]*")
+_ID_START = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
+_ID_CHARS = _ID_START | frozenset("-0123456789")
+
+
+def is_config_identifier(text: str) -> bool:
+    """config(8)'s ID: a letter or _, then letters, digits, _ and - (a plain test, not `re`, which
+    every boot would otherwise import for it)."""
+    return text[:1] in _ID_START and bool(text) and set(text) <= _ID_CHARS
 
 # The arm CPU classes of sys/conf/options.arm that an armv7 kernel may name.
 ARM_CPUS = frozenset({"CPU_CORTEXA", "CPU_KRAIT", "CPU_MV_PJ4B"})
@@ -69,7 +78,6 @@ _UNSUPPORTED = {
 }
 
 
-@dataclass
 class KernelConfig:
     """What a kernel config file set: the options, devices and make options that shape this kernel.
 
@@ -78,22 +86,36 @@ class KernelConfig:
     names, "device NAME", "makeoptions NAME", "ident" and "hints".
     """
 
-    ident: str = ""
-    options: dict[str, OptionValue] = field(default_factory=dict)
-    devices: set[str] = field(default_factory=set)
-    makeoptions: dict[str, str] = field(default_factory=dict)
-    hints_files: list[Path] = field(default_factory=list)
-    origin: dict[str, str] = field(default_factory=dict)
-    path: Path | None = None
-    machine: str | None = None  # e.g. "arm armv7"
-    cpus: list[str] = field(default_factory=list)
-    maxusers: int | None = None
-    mfs_image: Path | None = None  # makeoptions MFS_IMAGE, resolved against its file's directory
-    files: list[Path] = field(default_factory=list)  # `files` lines, resolved, not read
-    sources: list[Path] = field(default_factory=list)  # the top file, then every included file
+    __slots__ = (
+        "ident", "options", "devices", "makeoptions", "hints_files", "origin", "path", "machine", "cpus", "maxusers",
+        "mfs_image", "files", "sources",
+    )
+
+    def __init__(self, ident: str = "", options: dict[str, OptionValue] | None = None,
+                 devices: set[str] | None = None, makeoptions: dict[str, str] | None = None,
+                 hints_files: list[str] | None = None, origin: dict[str, str] | None = None,
+                 path: str | None = None, machine: str | None = None, cpus: list[str] | None = None,
+                 maxusers: int | None = None, mfs_image: str | None = None, files: list[str] | None = None,
+                 sources: list[str] | None = None) -> None:
+        self.ident = ident
+        self.options = {} if options is None else options
+        self.devices = set() if devices is None else devices
+        self.makeoptions = {} if makeoptions is None else makeoptions
+        self.hints_files = [] if hints_files is None else hints_files
+        self.origin = {} if origin is None else origin
+        self.path = path
+        self.machine = machine  # e.g. "arm armv7"
+        self.cpus = [] if cpus is None else cpus
+        self.maxusers = maxusers
+        self.mfs_image = mfs_image  # makeoptions MFS_IMAGE, resolved against its file's directory
+        self.files = [] if files is None else files  # `files` lines, resolved, not read
+        self.sources = [] if sources is None else sources  # the top file, then every included file
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"
 
     @property
-    def hints_file(self) -> Path | None:
+    def hints_file(self) -> str | None:
         """The static hints file (the last `hints` line's; ``hints_files`` lists all, in order)."""
         return self.hints_files[-1] if self.hints_files else None
 
@@ -131,10 +153,10 @@ class KernelConfig:
         where = f"-o {spec}"
         name, sep, text = spec.partition("=")
         name = name.strip()
-        if not _ID_RE.fullmatch(name):
+        if not is_config_identifier(name):
             raise InputError("expected NAME=VALUE, or NAME alone for a flag option", where)
         opt = lookup_option(name, where=where)
-        if opt.kind is OptionKind.FLAG:
+        if opt.kind == OptionKind.FLAG:
             word = text.strip().lower()
             if not sep or word in _FLAG_ON:
                 self.options[name] = True
@@ -151,18 +173,21 @@ class KernelConfig:
         if not sep or not value_text:
             raise InputError(f"{name} needs a value, e.g. -o {name}={opt.example_value()}", where)
         quoted = False
-        if opt.kind is OptionKind.STRING:
+        if opt.kind == OptionKind.STRING:
             value_text, quoted = _unquote(value_text)
         self.options[name] = opt.parse_value(value_text, where=where, quoted=quoted)
         self.origin[name] = where
 
     def copy(self) -> KernelConfig:
         """An independent copy, so that a sweep can apply overrides to one config many times."""
+        import copy  # only sweeps copy a config
+
         return copy.deepcopy(self)
 
 
-@dataclass(frozen=True)
-class _Token:
+class _Token(namedtuple("_Token", "kind text")):
+    __slots__ = ()
+
     kind: str  # "word", "str", ",", "=", "+="
     text: str
 
@@ -238,7 +263,7 @@ def _split_list(args: list[_Token], keyword: str, where: str) -> list[list[_Toke
 def _name(item: list[_Token], what: str, where: str, *, alone: bool) -> str:
     """The identifier that starts a list item; with ``alone``, the only token of the item."""
     tok = item[0]
-    if tok.kind != "word" or not _ID_RE.fullmatch(tok.text):
+    if tok.kind != "word" or not is_config_identifier(tok.text):
         raise InputError(f"expected {what} name, found {tok.shown()}", where)
     if alone and len(item) > 1:
         raise InputError(
@@ -263,10 +288,10 @@ class _Parser:
 
     def __init__(self, config: KernelConfig) -> None:
         self.config = config
-        self.stack: list[Path] = []  # resolved paths of the files being read, for cycle detection
+        self.stack: list[str] = []  # resolved paths of the files being read, for cycle detection
         self.chain: list[str] = []  # the same, as shown in messages
 
-    def read(self, path: Path, *, opened_at: str | None) -> None:
+    def read(self, path: str, *, opened_at: str | None) -> None:
         resolved = _resolve(path)
         if resolved in self.stack:
             cycle = " -> ".join([*self.chain[self.stack.index(resolved):], str(path)])
@@ -284,7 +309,7 @@ class _Parser:
         self.stack.pop()
         self.chain.pop()
 
-    def statement(self, tokens: list[_Token], path: Path, where: str) -> None:
+    def statement(self, tokens: list[_Token], path: str, where: str) -> None:
         head, args = tokens[0], tokens[1:]
         if head.kind != "word":
             raise InputError(f"expected a keyword at the start of the line, found {head.shown()}", where)
@@ -321,7 +346,7 @@ class _Parser:
                     cfg.mfs_image = None
         elif keyword == "ident":
             ident = _single_arg(args, keyword, "a kernel name", where)
-            if args[0].kind == "word" and not _ID_RE.fullmatch(ident):
+            if args[0].kind == "word" and not is_config_identifier(ident):
                 raise InputError(f"ident {ident!r} is not a valid name (letters, digits, _ and -)", where)
             cfg.ident = ident
             cfg.origin["ident"] = where
@@ -378,7 +403,7 @@ class _Parser:
         self.config.options[name] = opt.parse_value(text, where=where, quoted=quoted)
         self.config.origin[name] = where
 
-    def makeoption(self, item: list[_Token], path: Path, where: str) -> None:
+    def makeoption(self, item: list[_Token], path: str, where: str) -> None:
         cfg = self.config
         name = _name(item, "a make option", where, alone=False)
         value = ""
@@ -424,18 +449,17 @@ def _unquote(text: str) -> tuple[str, bool]:
     return text, False
 
 
-def _relative_to(including: Path, name: str) -> Path:
+def _relative_to(including: str, name: str) -> str:
     """A path named in ``including``, resolved against that file's directory when relative."""
-    target = Path(name)
-    return target if target.is_absolute() else including.parent / target
+    return name if os.path.isabs(name) else os.path.join(os.path.dirname(including), name)
 
 
-def _resolve(path: Path) -> Path:
+def _resolve(path: str) -> str:
     """An absolute, symlink-free form of ``path`` for cycle detection (the path itself if that fails)."""
     try:
-        return path.resolve()
+        return os.path.realpath(path)
     except (OSError, RuntimeError, ValueError):
-        return path.absolute()
+        return os.path.abspath(path)
 
 
 def _unknown_keyword(keyword: str, args: list[_Token]) -> str:
@@ -448,9 +472,9 @@ def _unknown_keyword(keyword: str, args: list[_Token]) -> str:
     return f"unknown keyword {keyword!r}{hint}"
 
 
-def parse_kernconf(path: str | Path) -> KernelConfig:
+def parse_kernconf(path: StrPath) -> KernelConfig:
     """Read a kernel config file (and what it includes) into a KernelConfig; errors name file:line."""
-    top = Path(path)
+    top = os.fspath(path)
     config = KernelConfig(path=top)
     _Parser(config).read(top, opened_at=None)
     if not config.ident:

@@ -172,7 +172,7 @@ def test_md_root_embedded_image_is_written_into_the_kernel(boot, tmp_path):
     result = boot(kernconf=conf)
     embedded = result.prepared.layout.embedded_md
     va, size = embedded.va, embedded.size
-    assert embedded.section == "oldmfs" and embedded.image == image and embedded.image_size == 4096
+    assert embedded.section == "oldmfs" and Path(embedded.image) == image and embedded.image_size == 4096
     text = result.console.decode()
     assert f"md0: Embedded image 65536 bytes at 0x{va:08x}" in text
     # MD_ROOT mounts ufs:/dev/md0, and "UFS!" is no file system: the mountroot panic, as FreeBSD

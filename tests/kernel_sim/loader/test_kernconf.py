@@ -69,10 +69,10 @@ def test_md4_example_parses(tmp_path: Path) -> None:
         "ROOTDEVNAME": "ufs:md0",
     }
     assert cfg.makeoptions == {"MFS_IMAGE": "/h/foo/ARM-MD"}
-    assert cfg.mfs_image == Path("/h/foo/ARM-MD")
+    assert Path(cfg.mfs_image) == Path("/h/foo/ARM-MD")
     assert cfg.origin["MD_ROOT_SIZE"] == f"{tmp_path / 'ARM-MD'}:7"
     assert cfg.origin["device md"] == f"{tmp_path / 'ARM-MD'}:4"
-    assert cfg.path == tmp_path / "ARM-MD"
+    assert Path(cfg.path) == tmp_path / "ARM-MD"
 
 
 def test_values_are_typed_with_registry_defaults(tmp_path: Path) -> None:
@@ -207,7 +207,7 @@ makeoptions BARE
 """
     top = write(tmp_path, "conf/TOP", "ident TOP\n" + body)
     cfg = parse_kernconf(top)
-    assert cfg.mfs_image == tmp_path / "conf/sub/../images/root.ufs"
+    assert Path(cfg.mfs_image) == tmp_path / "conf/sub/../images/root.ufs"
     assert cfg.makeoptions["MFS_IMAGE"] == "../images/root.ufs"
     assert cfg.makeoptions["CFLAGS"] == "-O2 -pipe -g -fno-common"
     assert cfg.makeoptions["NEW"] == "x"
@@ -232,11 +232,11 @@ def test_includes_hints_and_files_resolve_against_the_including_file(tmp_path: P
     )
     cfg = parse_kernconf(top)
     assert cfg.value("KERNVIRTADDR") == 0xC000_0000
-    assert cfg.hints_files == [tmp_path / "conf/std/board.hints", tmp_path / "abs.hints"]
-    assert cfg.hints_file == tmp_path / "abs.hints"
-    assert cfg.files == [tmp_path / "conf/files.arm"]
+    assert [Path(p) for p in cfg.hints_files] == [tmp_path / "conf/std/board.hints", tmp_path / "abs.hints"]
+    assert Path(cfg.hints_file) == tmp_path / "abs.hints"
+    assert [Path(p) for p in cfg.files] == [tmp_path / "conf/files.arm"]
     assert cfg.origin["KERNVIRTADDR"] == f"{tmp_path / 'conf/std/common'}:1"
-    assert cfg.sources[0] == top and len(cfg.sources) == 5  # the diamond include is read twice
+    assert Path(cfg.sources[0]) == top and len(cfg.sources) == 5  # the diamond include is read twice
 
 
 def test_hints_file_is_none_without_hints(tmp_path: Path) -> None:
@@ -259,7 +259,7 @@ def test_every_registered_default_is_in_range() -> None:
         if opt.kind in (OptionKind.INT, OptionKind.SIZE_KB, OptionKind.BYTES) and opt.default is not None:
             assert isinstance(opt.default, int)
             opt.check_range(opt.default, where=None)
-        if opt.kind is OptionKind.FLAG:
+        if opt.kind == OptionKind.FLAG:
             assert opt.default is False
 
 
@@ -616,7 +616,7 @@ def test_far_out_of_range_products_do_not_print_huge_numbers(tmp_path: Path) -> 
 
 # -- generated configs -----------------------------------------------------------------------------
 
-_INT_OPTIONS = [name for name, opt in OPTIONS.items() if opt.kind is OptionKind.INT and opt.minimum != opt.maximum]
+_INT_OPTIONS = [name for name, opt in OPTIONS.items() if opt.kind == OptionKind.INT and opt.minimum != opt.maximum]
 
 
 @st.composite

@@ -65,7 +65,7 @@ def test_md_root_without_image_or_size_embeds_nothing(tmp_path):
 def test_a_big_embedded_image_is_mapped_from_its_file(tmp_path):
     path = image(tmp_path, 40 * MIB + 100)
     layout = place(kernconf(tmp_path, f"options MD_ROOT\nmakeoptions MFS_IMAGE={path}\n"))
-    assert (layout.pa(layout.embedded_md.va), path) in layout.overlays
+    assert (layout.pa(layout.embedded_md.va), str(path)) in layout.overlays
 
 
 @pytest.mark.parametrize("body, where_line, needle", [
