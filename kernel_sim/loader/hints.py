@@ -20,26 +20,45 @@ naming the hint's line where FreeBSD returns EFTYPE.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+import os
+from collections import namedtuple
 
 from kernel_sim.errors import InputError, read_text_file
 from kernel_sim.loader.sizes import parse_int, split_lines
 
+TYPE_CHECKING = False   # typing costs an import on every boot; annotations are strings here
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+
+    from kernel_sim.errors import StrPath
+
 # sys/kern/subr_hints.c res_find: "hint.%32[^.].%d.%32[^=]=%128s"
 HINT_NAME_MAX = 32
-_DRIVER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_RESNAME_RE = re.compile(r"[A-Za-z0-9_][-A-Za-z0-9_.]*")
-_UNIT_RE = re.compile(r"-1|[0-9]+")
+_LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
+_DIGITS = frozenset("0123456789")
+_DRIVER_CHARS = _LETTERS | _DIGITS
+_RESNAME_CHARS = _DRIVER_CHARS | frozenset("-.")
+
+
+# Names are checked with string tests, not `re`: every boot reads the hints of its config.
+def _is_driver_name(text: str) -> bool:
+    return text[:1] in _LETTERS and bool(text) and set(text) <= _DRIVER_CHARS
+
+
+def _is_resource_name(text: str) -> bool:
+    return text[:1] in _DRIVER_CHARS and bool(text) and set(text) <= _RESNAME_CHARS
+
+
+def _is_unit(text: str) -> bool:
+    return text == "-1" or (bool(text) and set(text) <= _DIGITS)
 _INT_MAX = (1 << 31) - 1
 _FORM = "hint.<driver>.<unit>.<name>=<value>"
 
 
-@dataclass(frozen=True)
-class Hint:
+class Hint(namedtuple("Hint", "driver unit name value where")):
     """One hint and the line it came from."""
+
+    __slots__ = ()
 
     driver: str
     unit: int
@@ -53,11 +72,16 @@ class Hint:
         return f"hint.{self.driver}.{self.unit}.{self.name}"
 
 
-@dataclass
 class Hints:
     """The hints of one file, in file order."""
 
-    entries: list[Hint] = field(default_factory=list)
+    __slots__ = ("entries",)
+
+    def __init__(self, entries: list[Hint] | None = None) -> None:
+        self.entries = [] if entries is None else entries
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"
 
     def __iter__(self) -> Iterator[Hint]:
         return iter(self.entries)
@@ -118,7 +142,7 @@ def _parse_key(key: str, where: str) -> tuple[str, int, str]:
     if len(parts) != 4 or parts[0] != "hint" or not all(parts[1:]):
         raise InputError(f"malformed hint {key!r}: expected {_FORM}", where)
     _, driver, unit_text, name = parts
-    if not _DRIVER_RE.fullmatch(driver):
+    if not _is_driver_name(driver):
         raise InputError(
             f"bad driver name {driver!r} in {key}: use letters, digits and _, not starting with a digit",
             where,
@@ -127,11 +151,11 @@ def _parse_key(key: str, where: str) -> tuple[str, int, str]:
         raise InputError(
             f"driver name {driver!r} in {key} is longer than {HINT_NAME_MAX} characters", where
         )
-    if not _UNIT_RE.fullmatch(unit_text) or len(unit_text) > 10 or int(unit_text) > _INT_MAX:
+    if not _is_unit(unit_text) or len(unit_text) > 10 or int(unit_text) > _INT_MAX:
         raise InputError(
             f"bad unit {unit_text!r} in {key}: a unit is a decimal number, or -1 for any unit", where
         )
-    if not _RESNAME_RE.fullmatch(name):
+    if not _is_resource_name(name):
         raise InputError(f"bad resource name {name!r} in {key}: use letters, digits, _, - and .", where)
     if len(name) > HINT_NAME_MAX:
         raise InputError(
@@ -188,10 +212,10 @@ def parse_hints_text(text: str, origin: str) -> Hints:
     return hints
 
 
-def parse_hints(path: str | Path) -> Hints:
+def parse_hints(path: StrPath) -> Hints:
     """Read a device.hints file."""
-    p = Path(path)
-    return parse_hints_text(read_text_file(p, what="hints file"), str(p))
+    p = os.fspath(path)
+    return parse_hints_text(read_text_file(p, what="hints file"), p)
 
 
 def hints_from_env(env: Mapping[str, str], origin: Mapping[str, str]) -> Hints:

@@ -50,16 +50,16 @@ def write(tmp_path: Path, text: str, name: str = "loader.conf") -> Path:
 def test_example(tmp_path: Path) -> None:
     path = write(tmp_path, EXAMPLE, "boot/loader.conf")
     conf = parse_loader_conf(path)
-    assert conf.path == path
+    assert Path(conf.path) == path
     assert [m.key for m in conf.modules] == ["mfsroot", "geom_uzip", "legacy"]
     mfsroot, uzip, legacy = conf.modules
-    assert mfsroot == ModuleSpec("mfsroot", Path("/boot/mfsroot"), "md_image", f"{path}:4", "/boot/mfsroot", None)
+    assert mfsroot == ModuleSpec("mfsroot", "/boot/mfsroot", "md_image", f"{path}:4", "/boot/mfsroot", None)
     assert uzip.type is None
-    assert uzip.path == tmp_path / "boot/geom_uzip"
+    assert Path(uzip.path) == tmp_path / "boot/geom_uzip"
     assert uzip.name == "geom_uzip"
     assert uzip.where == f"{path}:6"  # no _name line: the _load line
     assert legacy.type == "mfs_root"
-    assert legacy.path == tmp_path / "boot/images/legacy.ufs"
+    assert Path(legacy.path) == tmp_path / "boot/images/legacy.ufs"
     assert legacy.flags == "-v"
     assert legacy.where == f"{path}:14"
     assert conf.env == {
@@ -133,18 +133,18 @@ def test_comments_blank_lines_crlf() -> None:
 def test_relative_names_resolve_against_the_file_directory(tmp_path: Path) -> None:
     path = write(tmp_path, 'md_load="YES"\nmd_type="md_image"\nmd_name="../img/root.ufs"\n', "etc/loader.conf")
     (module,) = parse_loader_conf(path).modules
-    assert module.path == tmp_path / "etc/../img/root.ufs"
+    assert Path(module.path) == tmp_path / "etc/../img/root.ufs"
     assert module.name == "../img/root.ufs"
 
 
 def test_text_parser_default_base_dir_is_origin_directory() -> None:
     (module,) = parse_loader_conf_text('m_load="YES"\n', "/x/y/loader.conf").modules
-    assert module.path == Path("/x/y/m")
+    assert Path(module.path) == Path("/x/y/m")
 
 
 def test_missing_module_file_is_not_checked_here(tmp_path: Path) -> None:
     (module,) = parse_loader_conf(write(tmp_path, 'm_load="YES"\nm_name="does/not/exist"\n')).modules
-    assert not module.path.exists()
+    assert not Path(module.path).exists()
 
 
 def test_dashes_and_underscores_in_module_prefixes(tmp_path: Path) -> None:
@@ -208,7 +208,7 @@ def test_add_module_appends_or_replaces_in_place(tmp_path: Path) -> None:
     conf = parse_loader_conf(write(tmp_path, 'mfsroot_load="YES"\nmfsroot_type="md_image"\nuzip_load="YES"\n'))
     spec = conf.add_module("mfsroot", "cli/root.img", where="--mfsroot cli/root.img")
     assert conf.modules[0] is spec
-    assert spec == ModuleSpec("mfsroot", Path("cli/root.img"), "md_image", "--mfsroot cli/root.img", "cli/root.img")
+    assert spec == ModuleSpec("mfsroot", "cli/root.img", "md_image", "--mfsroot cli/root.img", "cli/root.img")
     extra = conf.add_module("other", Path("/x.img"), type="mfs_root", where="cli", name="/boot/x", flags="-q")
     assert conf.modules[-1] is extra and extra.name == "/boot/x" and extra.flags == "-q"
     assert [m.key for m in conf.modules] == ["mfsroot", "uzip", "other"]
@@ -259,3 +259,24 @@ def test_arbitrary_text_raises_only_input_error(text: str) -> None:
         parse_loader_conf_text(text, "fuzz.conf")
     except InputError as err:
         assert err.where is not None and err.where.startswith("fuzz.conf:")
+
+
+_OLD_LINE = __import__("re").compile(r"\s*(?P<name>[^\s=\"#]+)\s*=\s*(?P<rest>.*)")
+_OLD_MODULE_VAR = __import__("re").compile(
+    r"(?P<key>[-A-Za-z0-9_]+)_(?P<field>load|name|type|flags|before|after|error)")
+
+
+@given(st.text(alphabet=' \t="#abc_-.lodaxyz1', max_size=16))
+def test_assignment_split_matches_the_old_pattern(line):
+    from kernel_sim.loader.loaderconf import _split_assignment
+
+    m = _OLD_LINE.fullmatch(line)
+    assert _split_assignment(line) == (None if m is None else (m.group("name"), m.group("rest")))
+
+
+@given(st.from_regex(r"[-a-z0-9_]{0,8}(_(load|name|type|flags|before|after|error|x))?", fullmatch=True))
+def test_module_variables_match_the_old_pattern(name):
+    from kernel_sim.loader.loaderconf import _module_variable
+
+    m = _OLD_MODULE_VAR.fullmatch(name)
+    assert _module_variable(name) == (None if m is None else (m.group("key"), m.group("field")))
