@@ -7,11 +7,9 @@ the conventions: 0 clean halt or stop point reached, 1 the guest failed, 3 time 
 
 from __future__ import annotations
 
+import os
 import struct
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import BinaryIO
+from collections import namedtuple
 
 from board.machine import Machine, Stop
 from board.memory import FileOverlay
@@ -29,73 +27,123 @@ from kernel_sim.loader.load import load_kernel, load_modules, write_config
 from kernel_sim.loader.loaderconf import ROOT_MODULE, LoaderConf, parse_loader_conf
 from kernel_sim.loader.sizes import parse_size
 
-IMAGES = Path(__file__).resolve().parent.parent / "images"
-DEFAULT_KERNCONF = IMAGES / "GENERIC-VIRT"
-DEFAULT_LOADER_CONF = IMAGES / "loader.conf"
+TYPE_CHECKING = False   # typing costs an import on every boot; annotations are strings here
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import BinaryIO
+
+    from kernel_sim.errors import StrPath
+
+IMAGES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "images")
+DEFAULT_KERNCONF = os.path.join(IMAGES, "GENERIC-VIRT")
+DEFAULT_LOADER_CONF = os.path.join(IMAGES, "loader.conf")
 ABIS = ("freebsd", "linux", "none")
 
 
-@dataclass
 class BootRequest:
     """Everything `armboard boot` takes; paths and sizes still as the user wrote them."""
 
-    board: str = "virt"
-    kernconf: Path = DEFAULT_KERNCONF
-    overrides: list[str] = field(default_factory=list)
-    loader_conf: Path | None = DEFAULT_LOADER_CONF
-    hints: Path | None = None
-    mfsroot: Path | None = None
-    physmem: str | None = None
-    kernel: Path | None = None
-    kernel_footprint: str | None = None
-    console: BinaryIO | None = None
-    timeout: float | None = 60.0
-    stop_at: str = "halt"
-    mmu: str = "unicorn"
-    abi: str = "freebsd"
-    tunables: list[tuple[str, str]] = field(default_factory=list)   # (name, value) into the kernel env
-    # --flash [BANK=]FILE in order: a bank name, or None for the first bank still free (QEMU's -pflash)
-    flash: list[tuple[str | None, Path]] = field(default_factory=list)
-    md_images: list[Path] = field(default_factory=list)             # more md_image modules after the root's
-    md_vnodes: list[str] = field(default_factory=list)              # "FILE[:rw]": host files as vnode md units
-    shell: bool = False                      # after /etc/rc, a shell on the console instead of halting
-    command: str | None = None               # one guest shell command after /etc/rc (`armboard boot -c`)
-    read_line: Callable[[], str] | None = None   # the console's input for the shell ("" at end of input)
-    swap: str | None = None                  # "SIZE[:ALLOCATOR]": a swap device beyond the profile's
-    # Called before each step of mi_startup (kernel_sim.kern.startup.STEPS) with its name and the run,
-    # and with "done" at the end: stop points, timelines and snapshots in the Python kernel.
-    on_stage: Callable[[str, object], None] | None = None
+    __slots__ = (
+        "board", "kernconf", "overrides", "loader_conf", "hints", "mfsroot", "physmem", "kernel", "kernel_footprint",
+        "console", "timeout", "stop_at", "mmu", "abi", "tunables", "flash", "md_images", "md_vnodes", "shell",
+        "command", "read_line", "swap", "on_stage",
+    )
+
+    def __init__(self, board: str = "virt", kernconf: StrPath = DEFAULT_KERNCONF, overrides: list[str] | None = None,
+                 loader_conf: StrPath | None = DEFAULT_LOADER_CONF, hints: StrPath | None = None,
+                 mfsroot: StrPath | None = None, physmem: str | None = None, kernel: StrPath | None = None,
+                 kernel_footprint: str | None = None, console: BinaryIO | None = None, timeout: float | None = 60.0,
+                 stop_at: str = "halt", mmu: str = "unicorn", abi: str = "freebsd",
+                 tunables: list[tuple[str, str]] | None = None, flash: list[tuple[str | None, StrPath]] | None = None,
+                 md_images: list[StrPath] | None = None, md_vnodes: list[str] | None = None, shell: bool = False,
+                 command: str | None = None, read_line: Callable[[], str] | None = None, swap: str | None = None,
+                 on_stage: Callable[[str, object], None] | None = None) -> None:
+        self.board = board
+        self.kernconf = kernconf
+        self.overrides = [] if overrides is None else overrides
+        self.loader_conf = loader_conf
+        self.hints = hints
+        self.mfsroot = mfsroot
+        self.physmem = physmem
+        self.kernel = kernel
+        self.kernel_footprint = kernel_footprint
+        self.console = console
+        self.timeout = timeout
+        self.stop_at = stop_at
+        self.mmu = mmu
+        self.abi = abi
+        self.tunables = [] if tunables is None else tunables  # (name, value) into the kernel env
+        # --flash [BANK=]FILE in order: a bank name, or None for the first bank still free (QEMU's -pflash)
+        self.flash = [] if flash is None else flash
+        self.md_images = [] if md_images is None else md_images  # more md_image modules after the root's
+        self.md_vnodes = [] if md_vnodes is None else md_vnodes  # "FILE[:rw]": host files as vnode md units
+        self.shell = shell  # after /etc/rc, a shell on the console instead of halting
+        self.command = command  # one guest shell command after /etc/rc (`armboard boot -c`)
+        self.read_line = read_line  # the console's input for the shell ("" at end of input)
+        self.swap = swap  # "SIZE[:ALLOCATOR]": a swap device beyond the profile's
+        # Called before each step of mi_startup (kernel_sim.kern.startup.STEPS) with its name and the run,
+        # and with "done" at the end: stop points, timelines and snapshots in the Python kernel.
+        self.on_stage = on_stage
+
+    def as_dict(self) -> dict[str, object]:
+        """The fields by name, as BootRequest(**d) takes them back (sweeps ship requests to workers)."""
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"
 
 
-@dataclass
 class PreparedBoot:
-    request: BootRequest
-    profile: BoardProfile
-    kernconf: KernelConfig
-    loader: LoaderConf
-    image: GuestImage
-    layout: layout_mod.BootLayout
-    config: GuestConfig
-    options: dict[str, int]
-    swap: object = None               # board.profile.SwapSpec from --swap, over the profile's
-    md_vnodes: list[tuple[str, bool]] = field(default_factory=list)   # (host path, writable)
-    flash: dict[str, Path] = field(default_factory=dict)               # flash bank name -> image file
+    __slots__ = (
+        "request", "profile", "kernconf", "loader", "image", "layout", "config", "options", "swap", "md_vnodes",
+        "flash",
+    )
+
+    def __init__(self, request: BootRequest, profile: BoardProfile, kernconf: KernelConfig, loader: LoaderConf,
+                 image: GuestImage, layout: layout_mod.BootLayout, config: GuestConfig, options: dict[str, int],
+                 swap: object = None, md_vnodes: list[tuple[str, bool]] | None = None,
+                 flash: dict[str, StrPath] | None = None) -> None:
+        self.request = request
+        self.profile = profile
+        self.kernconf = kernconf
+        self.loader = loader
+        self.image = image
+        self.layout = layout
+        self.config = config
+        self.options = options
+        self.swap = swap  # board.profile.SwapSpec from --swap, over the profile's
+        self.md_vnodes = [] if md_vnodes is None else md_vnodes  # (host path, writable)
+        self.flash = {} if flash is None else flash  # flash bank name -> image file
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"
 
 
-@dataclass
 class BootResult:
-    exit_code: int
-    status: str                      # "halted", "stopped", "failed", "timeout", "unreached" (--stop-at)
-    stage: str
-    message: str
-    machine: Machine
-    prepared: PreparedBoot
-    handoff: Handoff | None = None
-    diagnosis: object = None          # kernel_sim.kern.diagnose.Diagnosis
-    memory: object = None             # kernel_sim.kern.startup.MemorySummary
-    stop: Stop | None = None
-    event: GateEvent | None = None
-    startup: object = None            # kernel_sim.kern.startup.Startup
+    __slots__ = (
+        "exit_code", "status", "stage", "message", "machine", "prepared", "handoff", "diagnosis", "memory", "stop",
+        "event", "startup",
+    )
+
+    def __init__(self, exit_code: int, status: str, stage: str, message: str, machine: Machine,
+                 prepared: PreparedBoot, handoff: Handoff | None = None, diagnosis: object = None,
+                 memory: object = None, stop: Stop | None = None, event: GateEvent | None = None,
+                 startup: object = None) -> None:
+        self.exit_code = exit_code
+        self.status = status  # "halted", "stopped", "failed", "timeout", "unreached" (--stop-at)
+        self.stage = stage
+        self.message = message
+        self.machine = machine
+        self.prepared = prepared
+        self.handoff = handoff
+        self.diagnosis = diagnosis  # kernel_sim.kern.diagnose.Diagnosis
+        self.memory = memory  # kernel_sim.kern.startup.MemorySummary
+        self.stop = stop
+        self.event = event
+        self.startup = startup  # kernel_sim.kern.startup.Startup
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"
 
     @property
     def console(self) -> bytes:
@@ -120,19 +168,19 @@ def _md_vnode(spec: str) -> tuple[str, bool]:
     path, writable = spec, False
     if spec.endswith((":rw", ":ro")):
         path, writable = spec[:-3], spec.endswith(":rw")
-    p = Path(path)
+    p = os.fspath(path)
     if check_input_file(p, what="vnode file", where=f"--md-vnode {spec}", writable=writable).st_size < 512:
         raise InputError("smaller than one 512-byte sector", f"--md-vnode {spec}")
-    return str(p.resolve()), writable
+    return os.path.realpath(p), writable
 
 
-def _flash_banks(specs: list[tuple[str | None, Path]], profile: BoardProfile) -> dict[str, Path]:
+def _flash_banks(specs: list[tuple[str | None, StrPath]], profile: BoardProfile) -> dict[str, StrPath]:
     """--flash [BANK=]FILE: each image on its bank. A bare FILE takes the first bank, in the profile's
     order, that no other --flash names, as QEMU's -pflash fills pflash units in order."""
     banks = {f.name: f for f in profile.flash}
     named = {name for name, _ in specs if name is not None}
     free = [name for name in banks if name not in named]
-    out: dict[str, Path] = {}
+    out: dict[str, StrPath] = {}
     for name, path in specs:
         where = f"--flash {name}={path}" if name is not None else f"--flash {path}"
         if name is None:
@@ -161,15 +209,15 @@ def _footprint(request: BootRequest) -> int | None:
     try:
         return parse_size(text, where="--kernel-footprint")
     except InputError:
-        if not Path(text).exists():
+        if not os.path.exists(text):
             raise InputError(f"{text!r} is neither a size (e.g. 9M) nor an existing kernel ELF",
                              "--kernel-footprint") from None
-    return footprint_of(read_kernel_elf(Path(text), what="footprint kernel", where="--kernel-footprint"))
+    return footprint_of(read_kernel_elf(text, what="footprint kernel", where="--kernel-footprint"))
 
 
 def prepare(request: BootRequest) -> PreparedBoot:
     """Parse and check every input, and plan the memory layout. Raises InputError."""
-    if Path(request.board).suffix:      # a profile file, not a name: checked before board/ reads it
+    if os.path.splitext(request.board)[1]:      # a profile file, not a name: checked before board/ reads it
         check_input_file(request.board, what="board profile", where="--board", limit=TEXT_LIMIT)
     try:
         profile = load_profile(request.board)
@@ -271,12 +319,13 @@ def boot_registers(prep: PreparedBoot, machine: Machine) -> tuple[int, int, int]
     return 0, 0, 0
 
 
-@dataclass(frozen=True)
-class StopPoint:
+class StopPoint(namedtuple("StopPoint", "name addresses")):
     """Where `--stop-at SYMBOL|0xADDR` stops: the first execution of any of its addresses."""
 
+    __slots__ = ()
+
     name: str
-    addresses: tuple[int, ...]     # a kernel symbol: its VA and, before the MMU is on, its PA alias
+    addresses: tuple[int, ...]  # a kernel symbol: its VA and, before the MMU is on, its PA alias
 
     def describe(self) -> str:
         if self.name.startswith("0x"):
@@ -362,17 +411,21 @@ def _boot(prep: PreparedBoot, machine: Machine, point: StopPoint | None) -> Boot
     if stop.kind != "hypercall":
         result.message = f"Boot failed: the guest stopped unexpectedly: {stop.detail}."
         return result
-    from kernel_sim.kern.diagnose import diagnose_fatal, diagnose_panic  # failure and mi_startup paths only
 
     event = stop.value
     assert isinstance(event, GateEvent)
     result.event = event
+    if event.kind == "handover" and event.handoff is not None:
+        return _after_handover(result, event.handoff)
+    # The diagnoses load only when the guest failed: a boot to the hand-over never pays for them.
     if event.kind == "panic":
+        from kernel_sim.kern.diagnose import diagnose_panic
+
         result.diagnosis = diagnose_panic(event.panic or "", image, prep.layout, prep.options)
     elif event.kind == "fatal" and event.fatal is not None:
+        from kernel_sim.kern.diagnose import diagnose_fatal
+
         result.diagnosis = diagnose_fatal(event.fatal, image, prep.layout, prep.options)
-    elif event.kind == "handover" and event.handoff is not None:
-        return _after_handover(result, event.handoff)
     else:
         result.message = f"Boot failed: {event.panic or 'unknown hypercall'}."
         return result

@@ -128,7 +128,7 @@ def generated_root(base: dict, size: int, path: Path, where: str) -> Path:
     with path.open("wb") as out:
         if root is not None:
             try:
-                with root.open("rb") as src:
+                with open(root, "rb") as src:
                     have = src.seek(0, 2)
                     if have > size:
                         raise InputError(f"{size} bytes is smaller than the root image it replaces, {root} "

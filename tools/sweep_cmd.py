@@ -187,7 +187,7 @@ def cmd_sweep(args: argparse.Namespace, base_request) -> int:
     jobs = args.jobs or os.cpu_count() or 1
     out = args.out
     done = read_done(out, points)
-    base = {k: v for k, v in vars(base_request).items() if k not in ("console", "physmem")}
+    base = {k: v for k, v in base_request.as_dict().items() if k not in ("console", "physmem")}
     with tempfile.TemporaryDirectory(prefix="armboard-sweep-") as tmp:
         if args.mfsroot_size is not None:
             size = parse_size(args.mfsroot_size, where="--mfsroot-size")

@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 from kernel_sim.errnos import describe_host
 from kernel_sim.errors import InputError, check_input_file
 from kernel_sim.guest.build import GuestImage, Segment
 
+TYPE_CHECKING = False   # typing costs an import on every boot; annotations are strings here
+if TYPE_CHECKING:
+    from kernel_sim.errors import StrPath
+
 EM_ARM = 40
 
 
-def read_kernel_elf(path: Path, *, what: str = "kernel", where: str | None = None) -> GuestImage:
+def read_kernel_elf(path: StrPath, *, what: str = "kernel", where: str | None = None) -> GuestImage:
     """Load segments, entry and symbols of an ARM ELF, or raise InputError naming the file (and the
     option that named it, ``where``, when the file cannot be opened at all)."""
     from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
 
+    path = os.fspath(path)
     size = check_input_file(path, what=f"{what} ELF", where=where).st_size
     try:
-        f = path.open("rb")
+        f = open(path, "rb")  # noqa: SIM115 - closed by the with below, after the error is mapped
     except OSError as exc:
         raise InputError(f"cannot read {what} ELF: {describe_host(exc)}", str(path)) from None
     with f:

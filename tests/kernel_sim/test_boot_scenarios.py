@@ -209,7 +209,7 @@ def _padded_root(tmp_path, size: int):
     from kernel_sim.boot import IMAGES
 
     path = tmp_path / f"root-{size >> 20}M.img"
-    shutil.copyfile(IMAGES / "rootfs.img", path)
+    shutil.copyfile(Path(IMAGES, "rootfs.img"), path)
     with path.open("r+b") as f:
         f.truncate(size)
     return path

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from pathlib import Path
 
 import pytest
 
@@ -45,7 +46,7 @@ def roots(tmp_path_factory):
     out = {}
     for size in IMAGES[1:]:
         path = root / f"ufs-{size}M.img"
-        shutil.copyfile(boot_mod.IMAGES / "rootfs.img", path)
+        shutil.copyfile(Path(boot_mod.IMAGES, "rootfs.img"), path)
         with path.open("r+b") as f:
             f.truncate(size * MIB + 12345)      # not a whole number of pages: the mfs section is exact
         out[size] = path

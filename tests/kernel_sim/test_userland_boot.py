@@ -66,8 +66,8 @@ def test_halt_from_the_command_stops_the_board_at_once(boot):
 
 def test_single_user_boot_reads_the_console(boot, loader_conf):
     lines = iter(["\n", "echo single; exit 0\n"])
-    result = boot(loader_conf=loader_conf(DEFAULT_LOADER_CONF.read_text().replace(
-        'mfsroot_name="rootfs.img"', f'mfsroot_name="{DEFAULT_LOADER_CONF.parent / "rootfs.img"}"')
+    result = boot(loader_conf=loader_conf(Path(DEFAULT_LOADER_CONF).read_text().replace(
+        'mfsroot_name="rootfs.img"', f'mfsroot_name="{Path(DEFAULT_LOADER_CONF).parent / "rootfs.img"}"')
         + 'boot_single="YES"\n'), read_line=lambda: next(lines, ""))
     text = console(result)
     assert "Enter full pathname of shell or RETURN for /bin/sh: " in text
@@ -191,7 +191,7 @@ def test_dev_mem_and_dev_kmem_read_md0_in_the_guest(boot):
                f"dd if=/dev/kmem of=/tmp/v bs={page} count=2 skip={md0.va // page} && "
                f"dd if=/dev/mem of=/tmp/bad bs={page} count=1 skip={0x10000000 // page}")
     result = boot(loader_conf=conf, command=command)
-    image = (DEFAULT_LOADER_CONF.parent / "rootfs.img").read_bytes()[:2 * page]
+    image = (Path(DEFAULT_LOADER_CONF).parent / "rootfs.img").read_bytes()[:2 * page]
     assert guest_read(result, "/tmp/p") == image and guest_read(result, "/tmp/v") == image
     assert "dd: /dev/mem: Invalid argument" in console(result) and result.exit_code == 1
 
@@ -229,7 +229,7 @@ def test_a_uzip_image_with_a_damaged_offsets_table_is_eio_and_one_line_and_the_b
     from kernel_sim.geom.uzip_format import write_image
 
     image = tmp_path / "rootfs.img.uzip"
-    write_image(IMAGES / "rootfs.img", image)
+    write_image(Path(IMAGES, "rootfs.img"), image)
     raw = bytearray(image.read_bytes())
     raw[136:144] = b"\x7f" * 8
     image.write_bytes(raw)

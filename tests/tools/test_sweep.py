@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 
@@ -94,7 +95,7 @@ def test_generated_root_takes_the_root_images_place_as_mfsroot_does(tmp_path, ca
     assert booted[0]["outcome"] == "halted"                  # md0 mounted as root, /etc/rc ran
 
     root = tmp_path / "root-120M.img"                        # the same input, by hand
-    shutil.copyfile(IMAGES / "rootfs.img", root)
+    shutil.copyfile(Path(IMAGES, "rootfs.img"), root)
     with root.open("r+b") as f:
         f.truncate(120 << 20)
     assert main(["plan", "--json", *common, "--mfsroot", str(root)]) == 1
@@ -116,13 +117,13 @@ def test_generated_root_keeps_the_root_images_bytes_and_holes(tmp_path):
     from kernel_sim.boot import IMAGES
     from kernel_sim.sweep import generated_root
 
-    made = generated_root({"loader_conf": IMAGES / "loader.conf", "mfsroot": None}, 64 << 20,
+    made = generated_root({"loader_conf": Path(IMAGES, "loader.conf"), "mfsroot": None}, 64 << 20,
                           tmp_path / "g.img", "--mfsroot-size 64M")
-    original = (IMAGES / "rootfs.img").read_bytes()
+    original = (Path(IMAGES, "rootfs.img")).read_bytes()
     assert made.stat().st_size == 64 << 20
     with made.open("rb") as f:
         assert f.read(len(original)) == original
-    assert made.stat().st_blocks <= (IMAGES / "rootfs.img").stat().st_blocks + 256   # holes stay holes
+    assert made.stat().st_blocks <= (Path(IMAGES, "rootfs.img")).stat().st_blocks + 256   # holes stay holes
     blank = generated_root({"loader_conf": None, "mfsroot": None}, 1 << 20, tmp_path / "b.img", "x")
     assert blank.read_bytes() == bytes(1 << 20)
 

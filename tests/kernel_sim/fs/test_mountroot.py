@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -79,7 +80,7 @@ def test_monitor_ls_and_cat(capsys, root_image, tmp_path):
 
 
 # ------------------------------------------------------------------ no root specification: the prompt
-ROOTFS = IMAGES / "rootfs.img"                   # the committed default root (UFS2, with /etc/rc)
+ROOTFS = Path(IMAGES, "rootfs.img")                   # the committed default root (UFS2, with /etc/rc)
 
 
 def console(result) -> str:
