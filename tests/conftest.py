@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
 
 from kernel_sim import boot as boot_mod
+
+# A test still running after this long is hung, not slow (the slowest, the plan/boot grids, take about
+# a minute on a loaded 2-core machine). Tests bound their work, not their time: hypothesis runs without
+# deadlines, and this guard turns a hang (a parser looping on hostile input) into a failure with a traceback.
+HANG_SECONDS = 600
+
+
+@pytest.fixture(autouse=True)
+def _hang_guard():
+    def expire(signum, frame):
+        raise TimeoutError(f"the test was still running after {HANG_SECONDS} s: it hangs")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(HANG_SECONDS)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
 
 
 def do_boot(**kwargs) -> boot_mod.BootResult:

@@ -1,16 +1,23 @@
 """`armboard`: the command line. Results on stdout, errors on stderr as one `armboard: ` line.
 
 Exit status: 0 success, 1 the guest or the checked thing failed, 2 bad usage or input, 3 time limit.
+
+build_parser() is the one definition of the command line. The common path does not run it: the
+options it defines are read from a cache by tools/cli_fast.py, and argparse is imported only for
+`--help`, for errors and for what the fast reader leaves to it (see that module).
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
-from pathlib import Path
 
 from kernel_sim.errnos import describe_host
 from kernel_sim.errors import InputError
+from kernel_sim.kern.version import ARMBOARD_VERSION
+
+TYPE_CHECKING = False   # argparse and typing cost imports on every start; annotations are strings here
+if TYPE_CHECKING:
+    import argparse
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT = 0, 1, 2, 3
 
@@ -19,28 +26,47 @@ class UsageError(Exception):
     pass
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:   # argparse would print usage and exit 2 by itself
-        raise UsageError(message)
+_parser_classes: list[type] = []
+
+
+def _parser_class() -> type:
+    """argparse.ArgumentParser whose errors raise UsageError (argparse would print usage and exit 2
+    by itself); made on first use, when argparse is imported."""
+    if not _parser_classes:
+        import argparse
+
+        class _Parser(argparse.ArgumentParser):
+            def error(self, message: str) -> None:
+                raise UsageError(message)
+
+        _parser_classes.append(_Parser)
+    return _parser_classes[0]
+
+
+def __getattr__(name: str):
+    if name == "_Parser":        # tests and the subcommand modules build parsers of the same class
+        return _parser_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def add_config_arguments(p: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
-    """What describes a board and its kernel: shared by boot and plan (and later sweep)."""
+    """What describes a board and its kernel: shared by boot and plan (and later sweep). Paths stay
+    strings, as the fast reader gives them too."""
     p.add_argument("--board", default="virt", help="board profile name or TOML file (default virt)")
-    p.add_argument("--kernconf", type=Path, help="kernel configuration file (default images/GENERIC-VIRT)")
+    p.add_argument("--kernconf", help="kernel configuration file (default images/GENERIC-VIRT)")
     p.add_argument("-o", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
                    help="override a kernel option (repeatable)")
-    p.add_argument("--loader-conf", type=Path, help="loader.conf (default images/loader.conf)")
+    p.add_argument("--loader-conf", help="loader.conf (default images/loader.conf)")
     p.add_argument("--no-loader-conf", action="store_true", help="boot without a loader.conf")
-    p.add_argument("--hints", type=Path, help="device.hints file")
-    p.add_argument("--mfsroot", type=Path,
+    p.add_argument("--hints", help="device.hints file")
+    p.add_argument("--mfsroot",
                    help="preload FILE as the root md_image (replaces loader.conf's mfsroot, the default root)")
-    p.add_argument("--md-image", dest="md_images", type=Path, action="append", default=[], metavar="FILE",
+    p.add_argument("--md-image", dest="md_images", action="append", default=[], metavar="FILE",
                    help="preload FILE as one more md_image (md1, md2, ...)")
     p.add_argument("--md-vnode", dest="md_vnodes", action="append", default=[], metavar="FILE[:rw]",
                    help="attach a host file as a vnode md at boot (read-only unless :rw), e.g. an ISO")
     p.add_argument("--physmem", help="RAM size, e.g. 512M or 2G (default: the board's)")
-    p.add_argument("--kernel", type=Path, help="boot this kernel ELF instead of the built-in one")
+    p.add_argument("--kernel", help="boot this kernel ELF instead of the built-in one")
     p.add_argument("--kernel-footprint", metavar="SIZE|ELF",
                    help="memory the kernel occupies: a size (9M) or a real kernel ELF to match")
     p.add_argument("--flash", action="append", default=[], metavar="[BANK=]FILE",
@@ -54,11 +80,15 @@ def add_config_arguments(p: argparse.ArgumentParser, *, json_flag: bool = True) 
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pathlib import Path
+
+    _Parser = _parser_class()
     parser = _Parser(prog="armboard", description="Emulate an armv7 board booting a synthetic FreeBSD kernel.")
+    parser.add_argument("--version", action="version", version=f"armboard {ARMBOARD_VERSION}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     boot = sub.add_parser("boot", help="boot the board (default: the virt board with images/GENERIC-VIRT)")
     add_config_arguments(boot)
-    boot.add_argument("--console", type=Path, help="write the console to FILE instead of the terminal")
+    boot.add_argument("--console", help="write the console to FILE instead of the terminal")
     boot.add_argument("--timeout", type=float, default=60.0, help="wall-clock limit in seconds (exit 3)")
     boot.add_argument("--stop-at", default="halt", metavar="handover|halt|SYMBOL|0xADDR",
                       help="stop at the hand-over, at the end (default), at a guest kernel symbol (at its "
@@ -115,18 +145,18 @@ def request_from_args(args: argparse.Namespace, **extra):
         tunables=[("boot_verbose", "YES")] if args.bootverbose else [], **extra)
 
 
-def _flash_args(specs: list[str]) -> list[tuple[str | None, Path]]:
+def _flash_args(specs: list[str]) -> list[tuple[str | None, str]]:
     """--flash BANK=FILE or FILE. BANK is a bank name (letters, digits, _); anything else, e.g.
     ./a=b.img, is a file name, so a file whose name holds '=' can still be given."""
-    out: list[tuple[str | None, Path]] = []
+    out: list[tuple[str | None, str]] = []
     for spec in specs:
         name, sep, path = spec.partition("=")
         if sep and name.isidentifier():
             if not path:
                 raise InputError("expected BANK=FILE or FILE, e.g. --flash flash0=flash.img", f"--flash {spec}")
-            out.append((name, Path(path)))
+            out.append((name, path))
         elif spec:
-            out.append((None, Path(spec)))
+            out.append((None, spec))
         else:
             raise InputError("expected BANK=FILE or FILE, e.g. --flash flash.img", "--flash")
     return out
@@ -138,7 +168,7 @@ def cmd_boot(args: argparse.Namespace) -> int:
     console_file = None
     if args.console is not None:
         try:
-            console_file = args.console.open("wb")
+            console_file = open(args.console, "wb")  # noqa: SIM115 - closed after the monitor, below
         except OSError as exc:
             raise InputError(f"cannot write the console file: {describe_host(exc)}", str(args.console)) from None
     request = request_from_args(
@@ -196,9 +226,20 @@ def result_json(result) -> dict:
     return out
 
 
+def parse_args(argv: list[str]):
+    """The namespace of `argv`: from the cached option table when it can, else from argparse."""
+    if argv == ["--version"]:
+        print(f"armboard {ARMBOARD_VERSION}")
+        raise SystemExit(0)
+    from tools.cli_fast import load_table, parse
+
+    args = parse(argv, load_table(build_parser))
+    return args if args is not None else build_parser().parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = parse_args(sys.argv[1:] if argv is None else argv)
         if args.command == "boot":
             return cmd_boot(args)
         if args.command == "dump":

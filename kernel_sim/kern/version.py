@@ -6,6 +6,7 @@ Why a module of its own: the banner (mi_startup), kern.version and a crash dump'
 
 from __future__ import annotations
 
-VERSION = "armboard 0.1.0 (synthetic FreeBSD 12 armv7 kernel)"
+ARMBOARD_VERSION = "0.1.0"      # pyproject.toml's version (a test holds them equal)
+VERSION = f"armboard {ARMBOARD_VERSION} (synthetic FreeBSD 12 armv7 kernel)"
 OSRELEASE = "12.0-ARMBOARD"      # the branch word says what this is: FreeBSD 12's interfaces, armboard's kernel
 OSRELDATE = 1200086             # sys/sys/param.h __FreeBSD_version of 12.0-RELEASE

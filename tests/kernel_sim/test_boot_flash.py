@@ -27,11 +27,11 @@ def images(tmp_path) -> list[Path]:
 
 def test_bare_files_take_the_free_banks_in_order(images):
     virt = load_profile("virt")
-    assert _flash_banks(_flash_args([str(images[0]), str(images[1])]), virt) == {"flash0": images[0],
-                                                                                  "flash1": images[1]}
+    paths = [str(p) for p in images]
+    assert _flash_banks(_flash_args(paths[:2]), virt) == {"flash0": paths[0], "flash1": paths[1]}
     # a named bank is taken first, wherever it stands on the command line
-    assert _flash_banks(_flash_args([str(images[0]), f"flash0={images[1]}"]), virt) == {"flash1": images[0],
-                                                                                         "flash0": images[1]}
+    assert _flash_banks(_flash_args([paths[0], f"flash0={paths[1]}"]), virt) == {"flash1": paths[0],
+                                                                                 "flash0": paths[1]}
 
 
 def test_more_images_than_banks_and_a_bank_twice_are_input_errors(images):
@@ -43,7 +43,7 @@ def test_more_images_than_banks_and_a_bank_twice_are_input_errors(images):
 
 
 def test_a_file_name_with_an_equals_sign_is_a_file(tmp_path):
-    assert _flash_args(["./a=b.img", "flash0=x.img"]) == [(None, Path("./a=b.img")), ("flash0", Path("x.img"))]
+    assert _flash_args(["./a=b.img", "flash0=x.img"]) == [(None, "./a=b.img"), ("flash0", "x.img")]
 
 
 def test_a_bare_flash_file_boots_on_the_first_bank(tmp_path, capsys):

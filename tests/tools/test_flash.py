@@ -468,7 +468,7 @@ def _toml(flash_table: dict, parts: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-@settings(max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(doc=_LAYOUTS)
 def test_fuzz_layouts_load_or_are_one_input_error(tmp_path, doc) -> None:
     flash_table, parts = doc

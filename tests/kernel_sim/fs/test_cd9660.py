@@ -194,7 +194,7 @@ def _walk(p, path: str = "/", depth: int = 0) -> None:
             pass
 
 
-@settings(max_examples=80, deadline=2000)
+@settings(max_examples=80, deadline=None)
 @given(changes=st.lists(st.tuples(st.sampled_from(_HOT + [None]), st.integers(0, 2047), st.integers(0, 255)),
                         min_size=1, max_size=6))
 def test_fuzz_damaged_isos_mount_or_fail_with_an_errno(changes) -> None:

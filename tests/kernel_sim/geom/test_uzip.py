@@ -104,7 +104,7 @@ def damaged_copy(image: bytes, changes) -> bytes:
     return bytes(b)
 
 
-@settings(max_examples=60, deadline=2000)
+@settings(max_examples=60, deadline=None)
 @given(changes=damage)
 def test_fuzz_taste_and_read_never_raise_past_the_read_path(changes) -> None:
     """Every provider the classes publish reads, cluster by cluster, as data or as a SysError with the

@@ -560,14 +560,14 @@ def exercise(image: bytes, flavour: str) -> None:
         assert len(data) == img.blksz
 
 
-@settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(base=st.sampled_from(range(len(FUZZ_BASES))), mutations=st.lists(mutation, min_size=1, max_size=4),
        flavour=st.sampled_from(["uzip", "uncompress"]))
 def test_fuzz_mutated_images_only_raise_CloopError(base, mutations, flavour):
     exercise(mutate(FUZZ_BASES[base], mutations), flavour)
 
 
-@settings(max_examples=100, deadline=2000)
+@settings(max_examples=100, deadline=None)
 @given(body=st.binary(min_size=0, max_size=2000), letter=st.sampled_from(b"VvLlZzQ"), version=st.integers(0, 255),
        blksz=st.sampled_from([0, 512, 1024, 4096, 1000]), nblocks=st.integers(0, 300))
 def test_fuzz_random_bodies_only_raise_CloopError(body, letter, version, blksz, nblocks):

@@ -247,7 +247,7 @@ field_change = st.one_of(
 )
 
 
-@settings(max_examples=60, deadline=5000, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(name=st.sampled_from(["none", "gzip"]), changes=st.lists(field_change, min_size=1, max_size=4),
        keep_parity=st.booleans())
 def test_fuzz_damaged_dumps_are_one_dump_error(dump_files, name, changes, keep_parity) -> None:

@@ -42,14 +42,14 @@ def test_c_int_keeps_the_low_32_bits() -> None:
 
 
 @given(st.text(max_size=30) | st.from_regex(r"[ +-]?(0[xX])?[0-9a-fA-F]{0,40}[kKmMgGtTx]?", fullmatch=True))
-@settings(max_examples=300, deadline=200)
+@settings(max_examples=300, deadline=None)
 def test_getenv_quad_never_raises_and_stays_a_quad(text: str) -> None:
     value = getenv_quad(text)
     assert value is None or QUAD_MIN <= value <= QUAD_MAX
 
 
 @given(st.integers(min_value=0, max_value=INT_MAX), st.sampled_from(["{:d}", "0x{:x}", "0{:o}"]))
-@settings(max_examples=100, deadline=200)
+@settings(max_examples=100, deadline=None)
 def test_in_range_values_are_taken_as_written(n: int, form: str) -> None:
     assert tunable_value({"debug.init_procs": form.format(n)}, "debug.init_procs") == n
 

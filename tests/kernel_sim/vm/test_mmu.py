@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from kernel_sim.vm.mmu import (
@@ -638,17 +636,15 @@ def test_mappings_agree_with_translate(phys: Phys) -> None:
             assert tr.pa == run.pa_start + (va - run.va_start)
 
 
-def test_mappings_speed_full_table(phys: Phys) -> None:
+def test_mappings_of_a_full_table_that_never_coalesces(phys: Phys) -> None:
     for i in range(4096):
         # Alternate attributes so nothing coalesces: the worst case for the generator.
         phys.write_u32(L1 + 4 * i, section(i << 20, ap=0b011 if i % 2 else 0b001))
     for reader in (None, phys.read):
         mmu = MMU(phys.read_u32, ttbr0=L1, dacr=DACR_ALL_CLIENT, read_phys=reader)
-        t0 = time.perf_counter()
         runs = list(mmu.mappings())
-        elapsed = time.perf_counter() - t0
         assert len(runs) == 4096
-        assert elapsed < 0.5, elapsed
+        assert [r.va_start for r in runs[:3]] == [0, 1 << 20, 2 << 20]
 
 
 # ---------------------------------------------------------------------------------------------

