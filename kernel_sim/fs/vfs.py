@@ -20,7 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from kernel_sim.fs.cd9660 import mount_cd9660
 from kernel_sim.fs.devfs import Devfs
 from kernel_sim.fs.fsapi import DeviceFile, FileSystem, FsFigures, ReadOnlyFs, open_provider
 from kernel_sim.fs.tmpfs import TmpfsError, TmpfsMount, TmpfsTunables
@@ -972,6 +971,8 @@ def _mount_devfs(vfs: Vfs, options: dict[str, str], readonly: bool, covered: Sta
 
 
 def _mount_cd9660(vfs: Vfs, options: dict[str, str], readonly: bool, covered: Stat | None) -> FileSystem:
+    from kernel_sim.fs.cd9660 import mount_cd9660  # loaded by the first cd9660 mount, as its module would be
+
     return mount_cd9660(vfs.mesh, options, readonly)
 
 

@@ -7,16 +7,16 @@ UZIP/UNCOMPRESS open compressed images. The graph is readable as kern.geom.conft
 
 from __future__ import annotations
 
-from board.machine import Machine
-from kernel_sim.dev.cfi import AMD, CfiDriver, CfiProbeError
 from kernel_sim.geom.core import Mesh
 from kernel_sim.geom.disk import DiskClass, DiskDriver
-from kernel_sim.geom.map import MapClass
 from kernel_sim.geom.md import MdClass
-from kernel_sim.geom.uzip import CompressedClass
-from kernel_sim.kern.sysctl import SysctlTree
-from kernel_sim.loader.hints import Hints
-from kernel_sim.loader.layout import BootLayout
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from board.machine import Machine
+    from kernel_sim.kern.sysctl import SysctlTree
+    from kernel_sim.loader.hints import Hints
+    from kernel_sim.loader.layout import BootLayout
 
 
 def geom_start(machine: Machine, layout: BootLayout, kernconf, hints: Hints, env: dict[str, str],
@@ -29,12 +29,16 @@ def geom_start(machine: Machine, layout: BootLayout, kernconf, hints: Hints, env
     md = MdClass()
     if kernconf.has_device("md"):
         mesh.add_class(md)
+    # Each class's code loads only when the kernel config compiles it in, as a module would.
     if kernconf.has_device("geom_map"):
+        from kernel_sim.geom.map import MapClass
+
         mesh.add_class(MapClass(hints, bootverbose=bootverbose))
-    if kernconf.has_device("geom_uzip"):
-        mesh.add_class(CompressedClass("uzip"))
-    if kernconf.has_device("geom_uncompress"):
-        mesh.add_class(CompressedClass("uncompress"))
+    for flavour in ("uzip", "uncompress"):
+        if kernconf.has_device(f"geom_{flavour}"):
+            from kernel_sim.geom.uzip import CompressedClass
+
+            mesh.add_class(CompressedClass(flavour))
     sysctl.add("kern.geom.conftxt", "string", handler=mesh.conftxt, description="Dump the GEOM config in txt")
     sysctl.add("kern.geom.confxml", "string", handler=mesh.confxml, description="Dump the GEOM config in XML")
     sysctl.add("kern.geom.confdot", "string", handler=mesh.confdot, description="Dump the GEOM config in dot")
@@ -63,6 +67,8 @@ def geom_start(machine: Machine, layout: BootLayout, kernconf, hints: Hints, env
             readonly = bool(kernconf.value("MD_ROOT_READONLY")) and unit == 0
             mesh.md.preload(size // 512 * 512, read, write, readonly=readonly)
     if kernconf.has_device("cfi"):
+        from kernel_sim.dev.cfi import AMD, CfiDriver, CfiProbeError
+
         for unit, bank in enumerate(machine.flash.values()):
             try:
                 drv = CfiDriver(machine, bank.base, unit=unit)

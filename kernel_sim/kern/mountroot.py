@@ -20,7 +20,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from kernel_sim.fs.cd9660 import has_primary_volume
 from kernel_sim.fs.ufs import UfsError, UfsMount
 from kernel_sim.fs.vfs import Mount, Vfs
 from kernel_sim.geom.core import GeomError, Mesh
@@ -172,4 +171,6 @@ def _root_fstype(read: Callable[[int, int], bytes], size: int) -> str | None:
         return "ufs"
     except UfsError:
         pass
+    from kernel_sim.fs.cd9660 import has_primary_volume  # the ISO 9660 code, only when UFS was not it
+
     return "cd9660" if has_primary_volume(read, size) else None
