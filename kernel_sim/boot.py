@@ -11,13 +11,10 @@ import os
 import struct
 from collections import namedtuple
 
-from board.machine import Machine, Stop
-from board.memory import FileOverlay
 from board.profile import BoardProfile, ProfileError, load_profile
 from kernel_sim.errors import TEXT_LIMIT, InputError, check_input_file
 from kernel_sim.guest.abi import MIB, GuestConfig, Handoff
 from kernel_sim.guest.build import GuestImage, guest_image
-from kernel_sim.kern.hypercalls import GateEvent, handle_hypercall
 from kernel_sim.kern.tunables import check_inputs
 from kernel_sim.loader import layout as layout_mod
 from kernel_sim.loader.hints import hints_from_env, parse_hints
@@ -32,7 +29,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import BinaryIO
 
+    from board.machine import Machine, Stop
     from kernel_sim.errors import StrPath
+    from kernel_sim.kern.hypercalls import GateEvent
 
 IMAGES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "images")
 DEFAULT_KERNCONF = os.path.join(IMAGES, "GENERIC-VIRT")
@@ -273,11 +272,14 @@ def prepare(request: BootRequest) -> PreparedBoot:
 
 
 def build_machine(prep: PreparedBoot) -> Machine:
+    # The board (and libunicorn with it) loads here, not at import: `plan` prepares a boot without one.
+    from board.devices.flash_image import FlashImage
+    from board.machine import Machine
+    from board.memory import FileOverlay
     from kernel_sim.vm.cpu_mmu import classify_fault, tlb_fill
 
     layout = prep.layout
     overlays = tuple(FileOverlay(pa, path) for pa, path in layout.overlays)
-    from board.devices.flash_image import FlashImage
 
     # MAP_SHARED: every completed program or erase is in the file even if armboard is killed.
     images = {name: FlashImage.open(path, durable=False) for name, path in prep.flash.items()}
@@ -380,6 +382,7 @@ def run(prep: PreparedBoot, machine: Machine | None = None) -> BootResult:
 
 def _boot(prep: PreparedBoot, machine: Machine, point: StopPoint | None) -> BootResult:
     from board.ucapi import UC_ARM_REG_R0
+    from kernel_sim.kern.hypercalls import GateEvent, handle_hypercall
 
     events: list[GateEvent] = []
 

@@ -8,12 +8,11 @@ arenas. A test over a grid of configurations holds the prediction to the real bo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections import namedtuple
 
-from kernel_sim.guest.abi import KERNBASE, KERNVIRTADDR, MIB, PAGE_SIZE, PT2PG_SPAN
+from kernel_sim.guest.abi import KERNBASE, KERNVIRTADDR, KSTACK_GUARD_PAGES, KSTACK_PAGES, MIB, PAGE_SIZE, PT2PG_SPAN
 from kernel_sim.kern.diagnose import min_locore_map_mb, min_nkpt2pg
-from kernel_sim.kern.proc import KSTACK_GUARD_PAGES, KSTACK_PAGES
-from kernel_sim.kern.startup import kmem_and_kva
+from kernel_sim.kern.kmem_kva import kmem_and_kva
 from kernel_sim.kern.tunables import tunable_value, wild_access_address
 from kernel_sim.loader.layout import round_page
 from kernel_sim.vm.kmem import KmemResult
@@ -23,27 +22,39 @@ from kernel_sim.vm.vmem import Vmem, VmemExhausted
 BOOT_TABLE_PAGES = 4 + 1   # kern_pt1 (16 KiB) and PT2TAB, before the NKPT2PG pages (guest pmap.c)
 
 
-@dataclass(frozen=True)
-class StageResult:
+class StageResult(namedtuple("StageResult", "stage ok detail")):
+    __slots__ = ()
+
     stage: str
     ok: bool
     detail: str
 
 
-@dataclass
 class Plan:
     """The predicted boot: stages in order, the first failure ends it."""
 
-    stages: list[StageResult] = field(default_factory=list)
-    exit_code: int = 0
-    stage: str = "mi_startup"
-    min_locore_map_mb: int = 0
-    min_nkpt2pg: int = 0
-    kmem: KmemResult | None = None
-    kva: KvaLayout | None = None
-    v_page_count: int = 0
-    kstacks_started: int = 0
-    kstacks_wanted: int = 0
+    __slots__ = (
+        "stages", "exit_code", "stage", "min_locore_map_mb", "min_nkpt2pg", "kmem", "kva", "v_page_count",
+        "kstacks_started", "kstacks_wanted",
+    )
+
+    def __init__(self, stages: list[StageResult] | None = None, exit_code: int = 0, stage: str = "mi_startup",
+                 min_locore_map_mb: int = 0, min_nkpt2pg: int = 0, kmem: KmemResult | None = None,
+                 kva: KvaLayout | None = None, v_page_count: int = 0, kstacks_started: int = 0,
+                 kstacks_wanted: int = 0) -> None:
+        self.stages = [] if stages is None else stages
+        self.exit_code = exit_code
+        self.stage = stage
+        self.min_locore_map_mb = min_locore_map_mb
+        self.min_nkpt2pg = min_nkpt2pg
+        self.kmem = kmem
+        self.kva = kva
+        self.v_page_count = v_page_count
+        self.kstacks_started = kstacks_started
+        self.kstacks_wanted = kstacks_wanted
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"
 
     def add(self, stage: str, ok: bool, detail: str) -> bool:
         self.stages.append(StageResult(stage, ok, detail))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
-from pathlib import Path
 
 from kernel_sim.guest.abi import MIB
+
+TYPE_CHECKING = False   # typing costs an import on every boot; annotations are strings here
+if TYPE_CHECKING:
+    import argparse
+    from pathlib import Path
 
 
 def plan_json(prep, plan) -> dict:
@@ -64,16 +67,18 @@ def print_plan(prep, plan, out=None) -> None:
 
 
 def cmd_plan(args: argparse.Namespace, request) -> int:
-    import json
-
     from kernel_sim.boot import prepare
     from kernel_sim.plan import plan_boot
 
     prep = prepare(request)
     plan = plan_boot(prep)
     if args.picture is not None:
+        from pathlib import Path
+
         _draw(Path(args.picture), prep, plan)
     if args.json:
+        import json
+
         print(json.dumps(plan_json(prep, plan), indent=2))
     else:
         print_plan(prep, plan)

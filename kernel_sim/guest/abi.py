@@ -8,6 +8,8 @@ from collections import namedtuple
 KERNVIRTADDR = 0xC0000000   # sys/arm/include/vmparam.h
 KERNBASE = KERNVIRTADDR
 PAGE_SIZE = 4096            # sys/arm/include/param.h
+KSTACK_PAGES = 2            # sys/arm/include/param.h: a thread's kernel stack
+KSTACK_GUARD_PAGES = 1      # sys/arm/include/param.h: the unmapped page below it
 MIB = 1 << 20
 PT2PG_SPAN = 4 * MIB        # one page of L2 tables maps 4 MiB (sys/arm/include/pmap_var.h NPT2_IN_PG)
 PT2MAP = KERNBASE - 4 * MIB  # sys/arm/include/pmap_var.h

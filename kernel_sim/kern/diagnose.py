@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import namedtuple
 
 from kernel_sim.guest.abi import KERNBASE, KERNVIRTADDR, MIB, PT2PG_SPAN
-from kernel_sim.guest.build import GuestImage
-from kernel_sim.kern.hypercalls import FatalReport
 from kernel_sim.loader.layout import BootLayout, round_page
 from kernel_sim.vm.mmu import decode_fsr
+
+TYPE_CHECKING = False   # typing costs an import on every boot; annotations are strings here
+if TYPE_CHECKING:
+    from kernel_sim.guest.build import GuestImage
+    from kernel_sim.kern.hypercalls import FatalReport
 
 STAGE_OF_SYMBOL = {
     "_start": "locore", "virtdone": "locore",
@@ -19,12 +22,13 @@ STAGE_OF_SYMBOL = {
 }
 
 
-@dataclass(frozen=True)
-class Diagnosis:
+class Diagnosis(namedtuple("Diagnosis", "stage text option suggested", defaults=(None, None))):
+    __slots__ = ()
+
     stage: str
     text: str
-    option: str | None = None
-    suggested: int | str | None = None   # a number, or a loader variable's value ("ufs:/dev/md0")
+    option: str | None
+    suggested: int | str | None  # a number, or a loader variable's value ("ufs:/dev/md0")
 
 
 def min_locore_map_mb(layout: BootLayout) -> int:

@@ -7,33 +7,42 @@ kernel says what FreeBSD 11.3 says and fork fails with ENOMEM.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-
-from kernel_sim.guest.abi import PAGE_SIZE
+from kernel_sim.guest.abi import KSTACK_GUARD_PAGES, KSTACK_PAGES, PAGE_SIZE
 from kernel_sim.vm.kva_layout import kernel_arena_alloc
 from kernel_sim.vm.phys import OutOfPages, PhysAllocator
 from kernel_sim.vm.pmap import KernelPmap
 from kernel_sim.vm.vmem import Vmem, VmemExhausted
 
-KSTACK_PAGES = 2        # sys/arm/include/param.h
-KSTACK_GUARD_PAGES = 1  # sys/arm/include/param.h
+TYPE_CHECKING = False   # typing costs an import on every boot; annotations are strings here
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 ENOMEM = 12             # sys/sys/errno.h
 
 
-@dataclass
 class Thread:
-    tid: int
-    kstack: int          # VA of the lowest mapped page (the guard page sits just below)
-    pages: list[int]     # physical pages of the stack
+    __slots__ = ("tid", "kstack", "pages")
+
+    def __init__(self, tid: int, kstack: int, pages: list[int]) -> None:
+        self.tid = tid
+        self.kstack = kstack  # VA of the lowest mapped page (the guard page sits just below)
+        self.pages = pages  # physical pages of the stack
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"
 
 
-@dataclass
 class Proc:
-    pid: int
-    comm: str
-    threads: list[Thread] = field(default_factory=list)
-    uid: int = 0          # p_ucred->cr_uid (root unless a spawn says otherwise)
+    __slots__ = ("pid", "comm", "threads", "uid")
+
+    def __init__(self, pid: int, comm: str, threads: list[Thread] | None = None, uid: int = 0) -> None:
+        self.pid = pid
+        self.comm = comm
+        self.threads = [] if threads is None else threads
+        self.uid = uid  # p_ucred->cr_uid (root unless a spawn says otherwise)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"
 
 
 class KstackFailure(Exception):

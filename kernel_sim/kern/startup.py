@@ -17,14 +17,15 @@ from dataclasses import dataclass, field
 
 from board.machine import Machine
 from kernel_sim.guest.abi import KERNBASE, MIB, PAGE_SIZE, PT2MAP, Handoff
+from kernel_sim.kern.kmem_kva import kmem_and_kva
 from kernel_sim.kern.malloc import M_WAITOK, KmemExhausted, Malloc
 from kernel_sim.kern.proc import KSTACK_GUARD_PAGES, KSTACK_PAGES, KstackFailure, ProcTable
 from kernel_sim.kern.sysctl import SysctlTree, publish_boot_figures
-from kernel_sim.kern.tunables import _kmem_options, tunable_value
+from kernel_sim.kern.tunables import tunable_value
 from kernel_sim.kern.version import OSRELDATE, OSRELEASE, VERSION
 from kernel_sim.loader.layout import BootLayout
-from kernel_sim.vm.kmem import KmemResult, kmeminit
-from kernel_sim.vm.kva_layout import KvaLayout, layout_kva
+from kernel_sim.vm.kmem import KmemResult
+from kernel_sim.vm.kva_layout import KvaLayout
 from kernel_sim.vm.phys import PhysAllocator
 from kernel_sim.vm.pmap import KernelPmap
 from kernel_sim.vm.vmem import Vmem
@@ -92,17 +93,6 @@ class Userland:
 
 def _mb(n: int) -> int:
     return n // MIB
-
-
-def kmem_and_kva(*, v_page_count: int, kernend: int, nkpt2pg: int, boot_pt_pages: int, devmap_va: int,
-                 ram_end: int, options: dict[str, object], env: dict[str, str]) -> tuple[KmemResult, KvaLayout]:
-    """kmeminit and the boot KVA layout: the one computation both the boot and `armboard plan` make."""
-    physmem = v_page_count * PAGE_SIZE           # hw.physmem: RAM less the kernel's excluded range
-    kmem = kmeminit(v_page_count=v_page_count, physmem=physmem, kernel_map_size=devmap_va - KERNBASE,
-                    options=_kmem_options(options), tunables=env)
-    kva = layout_kva(physmem=physmem, v_page_count=v_page_count, kernend=kernend, kmem=kmem, nkpt2pg=nkpt2pg,
-                     vm_max_kernel_address=devmap_va, tunables=env, ram_end=ram_end, boot_pt_pages=boot_pt_pages)
-    return kmem, kva
 
 
 def vm_startup(machine: Machine, handoff: Handoff, layout: BootLayout, options: dict[str, object],

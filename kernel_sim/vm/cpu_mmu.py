@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from board.machine import Machine
 from board.memory import PhysicalAbort as BusAbort
 from kernel_sim.vm.mmu import MMU, MMUFault, PhysicalAbort
+
+TYPE_CHECKING = False   # typing costs an import on every boot; annotations are strings here
+if TYPE_CHECKING:
+    from board.machine import Machine
 
 SCTLR_M, SCTLR_TRE, SCTLR_AFE = 1 << 0, 1 << 28, 1 << 29
 

@@ -42,13 +42,16 @@ the kernel faults later. armboard ends the boot at the reservation instead, with
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from collections import namedtuple
 from types import MappingProxyType
 
 from kernel_sim.errors import InputError
 from kernel_sim.vm.kmem import KmemResult, kmem_size_for_scale, parse_tunable
 from kernel_sim.vm.vmem import Vmem, VmemExhausted
+
+TYPE_CHECKING = False   # typing costs an import on every boot; annotations are strings here
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 MIB = 1 << 20
 PAGE_SIZE = 4096                   # sys/arm/include/param.h
@@ -113,40 +116,45 @@ UNCHECKED_NOTE = ("FreeBSD 11.3 does not check this kva_alloc; armboard stops he
 OUTSIDE, KERNEL_MAP, KERNEL_ARENA = "outside", "kernel_map", "kernel_arena"
 
 
-@dataclass(frozen=True)
-class KvaRow:
+class KvaRow(namedtuple("KvaRow", "start end consumer source map")):
     """One range of the layout table, in FreeBSD's order."""
+
+    __slots__ = ()
 
     start: int
     end: int
     consumer: str
     source: str
-    map: str          # OUTSIDE (listed only), KERNEL_MAP, or KERNEL_ARENA (through kva_alloc/kmem_malloc)
+    map: str  # OUTSIDE (listed only), KERNEL_MAP, or KERNEL_ARENA (through kva_alloc/kmem_malloc)
 
     @property
     def size(self) -> int:
         return self.end - self.start
 
 
-@dataclass(frozen=True)
-class KvaFailure:
+class KvaFailure(namedtuple("KvaFailure", "consumer source panic requested available note", defaults=("",))):
     """The first consumer that did not fit, and by how much."""
+
+    __slots__ = ()
 
     consumer: str
     source: str
-    panic: str | None     # FreeBSD's panic string (None: FreeBSD has none for this case)
-    requested: int        # bytes the failing step asked kernel_map for (an import is rounded to 1 MiB)
-    available: int        # the largest suitably aligned free range it could have had
-    note: str = ""
+    panic: str | None  # FreeBSD's panic string (None: FreeBSD has none for this case)
+    requested: int  # bytes the failing step asked kernel_map for (an import is rounded to 1 MiB)
+    available: int  # the largest suitably aligned free range it could have had
+    note: str
 
     @property
     def shortfall(self) -> int:
         return max(0, self.requested - self.available)
 
 
-@dataclass(frozen=True)
-class KvaInputs:
+class KvaInputs(namedtuple("KvaInputs",
+                           "physmem v_page_count kernend nkpt2pg vm_max_kernel_address kmem tunables maxusers "
+                           "smp ncpu ram_end boot_pt_pages kmem_size", defaults=(None,))):
     """Everything the layout is computed from (kept so fixes can recompute it)."""
+
+    __slots__ = ()
 
     physmem: int
     v_page_count: int
@@ -160,22 +168,25 @@ class KvaInputs:
     ncpu: int
     ram_end: int
     boot_pt_pages: int
-    kmem_size: int | None = None  # None: kmem.vm_kmem_size; otherwise an override (0: no arena), for fixes
+    kmem_size: int | None  # None: kmem.vm_kmem_size; otherwise an override (0: no arena), for fixes
 
 
-@dataclass(frozen=True)
-class KvaLayout:
+class KvaLayout(namedtuple("KvaLayout",
+                           "rows kvm_size kernel_vm_end kvm_free kva_remaining largest_free failure figures "
+                           "inputs")):
     """The computed layout: rows, KVA figures, and success or the failure."""
 
+    __slots__ = ()
+
     rows: tuple[KvaRow, ...]
-    kvm_size: int              # vm.kvm_size: vm_max_kernel_address - KERNBASE
-    kernel_vm_end: int         # end of KVA covered by L2 tables after the boot reservations
-    kvm_free: int              # vm.kvm_free: vm_max_kernel_address - kernel_vm_end (pmap-v6.c kvm_free)
-    kva_remaining: int         # free bytes kernel_arena can still hand out (its spans + kernel_map)
-    largest_free: int          # the largest free range in kernel_map
+    kvm_size: int  # vm.kvm_size: vm_max_kernel_address - KERNBASE
+    kernel_vm_end: int  # end of KVA covered by L2 tables after the boot reservations
+    kvm_free: int  # vm.kvm_free: vm_max_kernel_address - kernel_vm_end (pmap-v6.c kvm_free)
+    kva_remaining: int  # free bytes kernel_arena can still hand out (its spans + kernel_map)
+    largest_free: int  # the largest free range in kernel_map
     failure: KvaFailure | None
     figures: Mapping[str, int]
-    inputs: KvaInputs = field(repr=False)
+    inputs: KvaInputs
 
     @property
     def ok(self) -> bool:
@@ -197,12 +208,13 @@ class KvaLayout:
         return _Builder(self.inputs).run()[1:3]
 
 
-@dataclass(frozen=True)
-class Fix:
+class Fix(namedtuple("Fix", "name value text")):
     """A change that makes a failed layout fit, found by arithmetic."""
 
-    name: str           # what to set: "vm.kmem_size", "options VM_KMEM_SIZE_SCALE", ...
-    value: int | None   # the limit value (None: no value of this knob helps)
+    __slots__ = ()
+
+    name: str  # what to set: "vm.kmem_size", "options VM_KMEM_SIZE_SCALE", ...
+    value: int | None  # the limit value (None: no value of this knob helps)
     text: str
 
 
@@ -526,7 +538,7 @@ def max_kmem_size(layout: KvaLayout) -> int | None:
     the free tail, so everything above it moves up by its size rounded to 1 MiB, and it fits while the
     highest reservation stays below vm_max_kernel_address. The answer is checked by one more layout.
     """
-    probe = _layout(replace(layout.inputs, kmem_size=0))
+    probe = _layout(layout.inputs._replace(kmem_size=0))
     if not probe.ok:
         return None
     kmap, _ = probe.make_arenas()
@@ -534,7 +546,7 @@ def max_kmem_size(layout: KvaLayout) -> int | None:
     room = (probe.inputs.vm_max_kernel_address - top) // KVA_QUANTUM * KVA_QUANTUM
     if room <= 0:
         return None
-    return room if _layout(replace(layout.inputs, kmem_size=room)).ok else None
+    return room if _layout(layout.inputs._replace(kmem_size=room)).ok else None
 
 
 def _scale_fix(layout: KvaLayout, limit: int) -> list[Fix]:
@@ -588,7 +600,7 @@ def _own_fix(layout: KvaLayout) -> list[Fix]:
     fixes = []
     for name, value, why in candidates:
         tunables = dict(layout.inputs.tunables, **{name: value})
-        ok = value >= 1 and _layout(replace(layout.inputs, tunables=MappingProxyType(tunables))).ok
+        ok = value >= 1 and _layout(layout.inputs._replace(tunables=MappingProxyType(tunables))).ok
         fixes.append(Fix(name, value if ok else None, why if ok else f"{why}; no value of {name} is enough"))
     return fixes
 

@@ -28,13 +28,14 @@ bytearray, searched with C-speed regular expressions, so a 3 GiB board (786432 p
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 from board.memory import PhysicalAbort, PhysicalMemory
 from kernel_sim.guest.abi import PAGE_SIZE
 
+TYPE_CHECKING = False   # typing costs an import on every boot; annotations are strings here
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from board.machine import Machine
     from kernel_sim.guest.abi import Handoff
 

@@ -40,16 +40,17 @@ Choices (FreeBSD says otherwise or nothing):
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections import namedtuple
 
 from board.memory import PhysicalMemory
 from kernel_sim.guest.abi import KERNBASE, PAGE_SIZE, PT2MAP
 from kernel_sim.kern.panic import KernelPanic
 from kernel_sim.vm.phys import OutOfPages, PhysAllocator
 
+TYPE_CHECKING = False   # typing costs an import on every boot; annotations are strings here
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
     from board.machine import Machine
     from kernel_sim.guest.abi import Handoff
 
@@ -91,15 +92,16 @@ def pte2_bits(*, writable: bool = True, executable: bool = False) -> int:
     return PTE2_KERN | (PTE2_AP_KRW if writable else PTE2_AP_KR) | (0 if executable else PTE2_NX)
 
 
-@dataclass(frozen=True)
-class PmapStats:
+class PmapStats(namedtuple("PmapStats", "kernel_vm_end vm_max_kernel_address pt2pg_in_use pt2pg_boot pt2pg_grown")):
     """What `sysctl vm.pmap` and the boot banner report about the kernel pmap."""
 
-    kernel_vm_end: int          # first KVA without an L2 table linked (pmap-v6 kernel_vm_end)
+    __slots__ = ()
+
+    kernel_vm_end: int  # first KVA without an L2 table linked (pmap-v6 kernel_vm_end)
     vm_max_kernel_address: int  # end of the kernel map (the lowest devmap address)
-    pt2pg_in_use: int           # PT2 pages linked for KVA from KERNBASE (PT2TAB entries valid)
-    pt2pg_boot: int             # linked by the guest's pmap_bootstrap (NKPT2PG + extra)
-    pt2pg_grown: int            # taken from the page allocator by growkernel
+    pt2pg_in_use: int  # PT2 pages linked for KVA from KERNBASE (PT2TAB entries valid)
+    pt2pg_boot: int  # linked by the guest's pmap_bootstrap (NKPT2PG + extra)
+    pt2pg_grown: int  # taken from the page allocator by growkernel
 
 
 class KernelPmap:

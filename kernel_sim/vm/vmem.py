@@ -19,12 +19,16 @@ scans the free segments only, so thousands of allocations stay cheap. Everything
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
-from typing import Literal
+from collections import namedtuple
+
+TYPE_CHECKING = False   # typing costs an import on every boot; annotations are strings here
+if TYPE_CHECKING:
+    from typing import Literal
+
+    Policy = Literal["first-fit", "best-fit"]
 
 PAGE_SIZE = 4096  # sys/arm/include/param.h
 
-Policy = Literal["first-fit", "best-fit"]
 
 
 class VmemExhausted(Exception):
@@ -40,9 +44,10 @@ class VmemExhausted(Exception):
         self.align = align
 
 
-@dataclass(frozen=True)
-class VmemAllocation:
+class VmemAllocation(namedtuple("VmemAllocation", "start size name")):
     """One allocated range, named for the layout table."""
+
+    __slots__ = ()
 
     start: int
     size: int
