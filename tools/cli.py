@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     boot.add_argument("--monitor", action="store_true", help="open the monitor prompt when the boot stops")
     boot.add_argument("-x", dest="monitor_commands", action="append", default=[], metavar="CMD",
                       help="monitor command to run when the boot stops (repeatable)")
+    from tools.nbd_cmd import add_boot_arguments as add_nbd_boot_arguments
+
+    add_nbd_boot_arguments(boot)
     plan = sub.add_parser("plan", help="predict a boot without running the CPU: stages, KVA layout, kmem")
     add_config_arguments(plan)
     plan.add_argument("--picture", type=Path, metavar="FILE.svg", help="draw the KVA layout as SVG")
@@ -127,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tools.dump_cmd import add_parser as add_dump_parser
 
     add_dump_parser(sub)
+    from tools.nbd_cmd import add_parser as add_nbd_parser
+
+    add_nbd_parser(sub)
     return parser
 
 
@@ -246,6 +252,10 @@ def main(argv: list[str] | None = None) -> int:
             from tools.dump_cmd import run as run_dump
 
             return run_dump(args)
+        if args.command == "nbd":
+            from tools.nbd_cmd import cmd_nbd
+
+            return cmd_nbd(args)
         if args.command == "mkroot":
             from tools.mkroot_cmd import cmd_mkroot
 
