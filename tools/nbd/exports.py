@@ -314,3 +314,17 @@ class Catalogue:
             return name, entries[base][0]
         known = ", ".join(entries) or "none"
         raise UnknownExport(f"no export named {name!r} (exports: {known})")
+
+
+def memory_catalogue(store: Allocator) -> Catalogue:
+    """What `nbdkit memory` serves: one store, under every export name (the memory plugin has no
+    list_exports, so NBD_OPT_LIST answers the default name "" and any name opens the same disk)."""
+    lock = threading.Lock()
+
+    def opener(name: str, readonly: bool) -> Export:
+        export = StoreExport(name, store, lock=lock)
+        return ReadOnly(export) if readonly else export
+
+    catalogue = Catalogue(default="", any_name=True)
+    catalogue.add("", opener)
+    return catalogue
