@@ -177,21 +177,35 @@ def cmd_boot(args: argparse.Namespace) -> int:
             console_file = open(args.console, "wb")  # noqa: SIM115 - closed after the monitor, below
         except OSError as exc:
             raise InputError(f"cannot write the console file: {describe_host(exc)}", str(args.console)) from None
+    nbd = None
+    if args.nbd:                    # listening before the boot: a bad address is exit 2, nothing booted
+        from tools.nbd_cmd import start_boot_server
+
+        nbd = start_boot_server(args)
+    read_line = sys.stdin.readline if args.shell else None
     request = request_from_args(
         args, console=console_file if console_file else (None if args.json else sys.stdout.buffer),
         timeout=args.timeout, stop_at=args.stop_at, mmu=args.mmu, shell=args.shell, command=args.guest_command,
-        swap=args.swap, read_line=sys.stdin.readline if args.shell else None)
+        swap=args.swap, read_line=nbd.giant.releasing(read_line) if nbd and read_line else read_line)
     try:
-        return _boot_and_monitor(args, boot_mod.prepare(request))
+        return _boot_and_monitor(args, boot_mod.prepare(request), nbd)
     finally:
+        if nbd is not None:
+            nbd.close()
         if console_file:            # after the monitor: its commands may make the kernel print
             console_file.close()
 
 
-def _boot_and_monitor(args: argparse.Namespace, prepared) -> int:
+def _boot_and_monitor(args: argparse.Namespace, prepared, nbd=None) -> int:
     from kernel_sim import boot as boot_mod
 
-    result = boot_mod.run(prepared)
+    machine = None
+    if nbd is not None:             # the machine first, so its flash banks and RAM are served while it runs
+        machine = boot_mod.build_machine(prepared)
+        nbd.attach_machine(machine)
+    result = boot_mod.run(prepared, machine)
+    if nbd is not None:
+        nbd.attach_kernel(result.startup)
     if args.json:
         import json
 
@@ -206,6 +220,8 @@ def _boot_and_monitor(args: argparse.Namespace, prepared) -> int:
         monitor = Monitor(result.machine, sysctl=startup.sysctl if startup else None,
                           geom=startup.geom if startup else None, vfs=startup.vfs if startup else None)
         monitor.add_mem_commands(startup)
+        if nbd is not None:
+            monitor.nbd, monitor.waiting = nbd, nbd.waiting
         for command in args.monitor_commands:
             try:
                 monitor.run(command)
@@ -217,6 +233,11 @@ def _boot_and_monitor(args: argparse.Namespace, prepared) -> int:
                 break
         if args.monitor and not monitor.done:
             interactive(monitor)
+        nbd = monitor.nbd                     # --nbd's, or one that -x "nbd start ..." started
+        if monitor.done or args.monitor:
+            return result.exit_code
+    if nbd is not None:
+        nbd.serve_until_signal()              # the boot is over: serve until told to stop
     return result.exit_code
 
 

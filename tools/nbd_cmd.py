@@ -12,9 +12,6 @@ nbdkit's size suffixes), the same answers to every request (a differential test 
 from __future__ import annotations
 
 import argparse
-import signal
-import sys
-import threading
 from typing import Any
 
 from kernel_sim.errors import InputError
@@ -115,8 +112,8 @@ def cmd_nbd(args: argparse.Namespace) -> int:
 
 def _memory(args: argparse.Namespace) -> int:
     from board.storage import StorageError, open_allocator
-    from tools.nbd.exports import Catalogue, ReadOnly, StoreExport
-    from tools.nbd.server import Address, AddressError, NbdServer
+    from tools.nbd.exports import memory_catalogue
+    from tools.nbd.server import Address, AddressError, NbdServer, wait_for_signal
 
     size, kind, options = parse_memory_params(args.params)
     try:
@@ -127,14 +124,7 @@ def _memory(args: argparse.Namespace) -> int:
         store = open_allocator(kind, size, **options)
     except StorageError as exc:
         raise InputError(exc.message, f"nbd memory allocator={kind}") from None
-    lock = threading.Lock()
-
-    def opener(name: str, readonly: bool):
-        export = StoreExport(name, store, lock=lock)
-        return ReadOnly(export) if readonly else export
-
-    catalogue = Catalogue(default="", any_name=True)
-    catalogue.add("", opener)
+    catalogue = memory_catalogue(store)
     try:
         server = NbdServer(catalogue, address, listen_any=args.listen_any, readonly=args.readonly)
         server.start()
@@ -149,15 +139,15 @@ def _memory(args: argparse.Namespace) -> int:
     return 0
 
 
-def wait_for_signal(stop: threading.Event | None = None) -> None:
-    """Block until SIGINT or SIGTERM (or `stop` is set): how a foreground server runs until it is told."""
-    stop = stop or threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+def start_boot_server(args: argparse.Namespace):
+    """`armboard boot --nbd ADDRESS`: the board's NBD server, listening before the machine is built."""
+    from tools.nbd.board_server import BoardServer
+    from tools.nbd.server import AddressError
+
+    srv = BoardServer(mem_rw=args.nbd_mem_rw, listen_any=args.nbd_listen_any)
     try:
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    sys.stdout.flush()
+        srv.start(args.nbd)
+    except AddressError as exc:
+        srv.close()
+        raise InputError(str(exc), f"--nbd {args.nbd}") from None
+    return srv

@@ -12,6 +12,7 @@ TLS is out of scope: NBD_OPT_STARTTLS is refused with NBD_REP_ERR_POLICY, as nbd
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -125,7 +126,9 @@ class Negotiation:
             if option == p.NBD_OPT_EXPORT_NAME:
                 return self._export_name(data)
             if option == p.NBD_OPT_ABORT:
-                self._reply(option, p.NBD_REP_ACK)
+                # The client may close without reading the ACK (proto.md allows both); not an error.
+                with contextlib.suppress(PeerGone):
+                    self._reply(option, p.NBD_REP_ACK)
                 raise NegotiationEnded("the client sent NBD_OPT_ABORT", error=False)
             if option == p.NBD_OPT_LIST:
                 if data:

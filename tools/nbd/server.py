@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import signal
 import socket
 import stat
 import sys
@@ -121,6 +122,7 @@ class NbdServer:
         self._accepted = 0
         self.stopping = False
         self.bound: Address | None = None
+        self._socket_file: tuple[int, int] | None = None
 
     # -- log ---------------------------------------------------------------------------------------------
     def log(self, message: str) -> None:
@@ -147,9 +149,11 @@ class NbdServer:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 sock.bind(a.path)
+                st = os.stat(a.path)
             except OSError as exc:
                 sock.close()
                 raise AddressError(f"cannot listen on {a}: {exc.strerror}") from None
+            self._socket_file = (st.st_dev, st.st_ino)
             self.bound = a
             return sock
         try:
@@ -214,9 +218,12 @@ class NbdServer:
         with self.giant.released():
             for thread in self._threads:
                 thread.join(timeout=10)
-        if self.address.path is not None and self._sock is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(self.address.path)
+        if self.address.path is not None and self._socket_file is not None:
+            with contextlib.suppress(OSError):      # only our own: another server may listen there now
+                st = os.stat(self.address.path)
+                if (st.st_dev, st.st_ino) == self._socket_file:
+                    os.unlink(self.address.path)
+            self._socket_file = None
         self.log(f"stopped listening on {self.bound or self.address}")
 
     # -- clients ---------------------------------------------------------------------------------------------
@@ -287,3 +294,17 @@ class NbdServer:
             with self._cond:
                 self._clients.pop(info.number, None)
                 self._cond.notify_all()
+
+
+def wait_for_signal(stop: threading.Event | None = None) -> None:
+    """Block until SIGINT or SIGTERM (or `stop` is set): how a foreground server runs until it is told."""
+    stop = stop or threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    sys.stdout.flush()
