@@ -75,7 +75,7 @@ def _write_zeros(write: Callable[[int, memoryview], None], offset: int, length: 
 
 def sync_image(bank: FlashBank, offset: int = 0, length: int | None = None) -> None:
     """msync the touched pages of a bank's image file, then fsync the file: durable on the host's disk."""
-    image = bank.device.image
+    image = bank.image
     if image.path is None or not image.writable or image.host.closed:
         return
     length = image.size - offset if length is None else length
@@ -98,15 +98,14 @@ class FlashExport(Export):
     can_fast_zero = False
 
     def __init__(self, name: str, bank: FlashBank) -> None:
-        dev = bank.device
-        g = dev.geometry
+        g = bank.device.geometry           # the bank's chip model: built now if the guest never used it
         self.name = name
         self.bank = bank
-        self.array = dev.image.array
+        self.array = bank.image.array
         self.size = bank.size
-        self.readonly = not dev.image.writable
+        self.readonly = not bank.image.writable
         self.block_size = BlockSize(g.bank_width, _preferred(g.bank_width), DEFAULT_MAX_PAYLOAD)
-        where = f"image {dev.image.path}" if dev.image.path else "no image file"
+        where = f"image {bank.image.path}" if bank.image.path else "no image file"
         self.description = (f"CFI flash {name} at 0x{bank.base:08x}, {bank.size} bytes ({g.name}), {where}; "
                             f"writes go straight to the image ({name},mode=nor: through the chip's commands)")
 

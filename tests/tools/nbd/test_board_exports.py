@@ -85,7 +85,7 @@ def test_the_exports_of_a_booted_board(board) -> None:
         names = [r.data[4:4 + p.U32.unpack_from(r.data)[0]].decode()
                  for r in c.option_replies(p.NBD_OPT_LIST)[:-1]]
     assert names[:3] == ["flash0", "mem", "md0"]
-    assert {"cfid0", "map/bootloader", "map/kernel", "map/rootfs", "map/config"} <= set(names)
+    assert {"cfid0", "map/bootloader", "map/kernel", "map/rootfs", "map/config", "map/rootfs.uzip"} <= set(names)
     assert names.count("md0") == 1             # the md unit, not its GEOM provider again
 
 
@@ -154,6 +154,11 @@ def test_geom_providers_read_only_where_geom_says_so(board) -> None:
         assert kernel.call(p.NBD_CMD_FLUSH).error == 0
     assert b.flash.read_bytes()[KERNEL:KERNEL + len(image)] == image
     assert b.flash.read_bytes()[:4] != b"evil"
+    uzip = b.client("map/rootfs.uzip")
+    assert uzip.flags & p.NBD_FLAG_READ_ONLY                   # UZIP refuses write opens (EROFS)
+    with b.giant.released():
+        assert uzip.read(0, 512).error == 0
+        uzip.disconnect()
     # While connected, each holds an open of its provider, as a process with /dev/map/kernel open would.
     assert b.mesh.provider("map/kernel").acw == 1 and b.mesh.provider("map/bootloader").acw == 0
     with b.giant.released():
