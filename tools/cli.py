@@ -235,9 +235,12 @@ def _boot_and_monitor(args: argparse.Namespace, prepared, nbd=None) -> int:
             interactive(monitor)
         nbd = monitor.nbd                     # --nbd's, or one that -x "nbd start ..." started
         if monitor.done or args.monitor:
+            if nbd is not None:
+                nbd.close()
             return result.exit_code
     if nbd is not None:
-        nbd.serve_until_signal()              # the boot is over: serve until told to stop
+        nbd.serve_until_signal()              # the boot is over: serve until told to stop, then stop
+        nbd.close()
     return result.exit_code
 
 
