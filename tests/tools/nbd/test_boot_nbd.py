@@ -150,3 +150,13 @@ def test_boot_serves_until_sigterm_and_the_prompt_releases_giant(tmp_path, flash
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0 and "Traceback" not in err and not sock.exists()
+
+
+def test_a_boot_without_nbd_imports_nothing_of_the_server(tmp_path) -> None:
+    """The parser knows --nbd and the monitor knows `nbd`, but neither loads the server until asked."""
+    code = ("import sys\nfrom tools.cli import main\n"
+            f"code = main(['boot', '--console', {str(tmp_path / 'c.txt')!r}, '-x', 'help'])\n"
+            "print(code, sorted(m for m in sys.modules if m.startswith('tools.nbd') and m != 'tools.nbd_cmd'))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "0 []"
