@@ -287,8 +287,8 @@ class Catalogue:
         self._static.pop(name, None)
 
     def _all(self) -> dict[str, tuple[Opener, str]]:
-        out = dict(self._static)
         with self.listing_lock():
+            out = dict(self._static)      # copied under the lock: entries may be added while it waited
             for provider in self.providers:
                 for name, opener, description in provider():
                     out.setdefault(name, (opener, description))
@@ -303,6 +303,9 @@ class Catalogue:
     def resolve(self, name: str) -> tuple[str, Opener]:
         """(canonical name, opener) for a name a client asked for, or UnknownExport."""
         base, _, options = name.partition(",")
+        static = self._static.get(name) or (self._static.get(base) if options else None)
+        if static is not None and not self.any_name:
+            return name, static[0]        # a static export needs no provider (nor the lock providers take)
         entries = self._all()
         if self.any_name and self.default in entries:
             return name, entries[self.default][0]

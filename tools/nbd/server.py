@@ -147,11 +147,20 @@ class NbdServer:
         if a.path is not None:
             self._clear_stale_socket(a.path)
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            # Bound and listening under a temporary name, then renamed: once the path exists, a
+            # client that connects is accepted (never ECONNREFUSED from a bound, not yet listening socket).
+            staging = f"{a.path}.{os.getpid()}.tmp"
             try:
-                sock.bind(a.path)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(staging)
+                sock.bind(staging)
+                sock.listen(16)
+                os.rename(staging, a.path)
                 st = os.stat(a.path)
             except OSError as exc:
                 sock.close()
+                with contextlib.suppress(OSError):
+                    os.unlink(staging)
                 raise AddressError(f"cannot listen on {a}: {exc.strerror}") from None
             self._socket_file = (st.st_dev, st.st_ino)
             self.bound = a

@@ -42,3 +42,23 @@ def test_catalogue_names_options_defaults_and_providers() -> None:
     live.clear()                                                      # the md unit was detached
     with pytest.raises(UnknownExport, match="exports: flash0"):
         cat.resolve("md0")
+
+
+def test_static_exports_do_not_wait_for_the_providers_lock_and_late_ones_are_seen() -> None:
+    """A client that connects while the kernel boots (Giant held) gets flash0 at once; a listing that
+    had to wait sees the exports added meanwhile (the machine attached while it waited)."""
+    from contextlib import contextmanager
+
+    cat = Catalogue()
+
+    @contextmanager
+    def busy():
+        cat.add("mem", lambda name, ro: name)                       # type: ignore[arg-type,return-value]
+        yield
+
+    cat.listing_lock = busy
+    cat.add("flash0", lambda name, ro: name)                        # type: ignore[arg-type,return-value]
+    cat.providers.append(lambda: iter([("md0", lambda name, ro: name, "")]))
+    assert cat.resolve("flash0,mode=nor")[0] == "flash0,mode=nor"
+    assert "mem" not in cat._static                                # the lock was not taken
+    assert [name for name, _ in cat.listing()] == ["flash0", "mem", "md0"]
