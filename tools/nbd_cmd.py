@@ -130,9 +130,8 @@ def _memory(args: argparse.Namespace) -> int:
         server.start()
     except AddressError as exc:
         raise InputError(str(exc), "--unix" if args.unix else "--port") from None
-    print(server.url, flush=True)
     try:
-        wait_for_signal()
+        wait_for_signal(ready=lambda: print(server.url, flush=True))
     finally:
         server.stop()
         store.close()

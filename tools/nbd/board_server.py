@@ -82,10 +82,14 @@ class BoardServer:
         if self.server is None:
             return
         out = out or sys.stderr
-        out.write(f"armboard: nbd: serving on {self.server.url} until interrupted (Ctrl-C or SIGTERM)\n")
-        out.flush()
+        url = self.server.url
+
+        def ready() -> None:
+            out.write(f"armboard: nbd: serving on {url} until interrupted (Ctrl-C or SIGTERM)\n")
+            out.flush()
+
         with self.giant.released():
-            wait_for_signal(threading.Event())
+            wait_for_signal(threading.Event(), ready)
         self.stop()
 
     def describe(self, out: TextIO) -> None:

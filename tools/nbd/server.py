@@ -305,11 +305,14 @@ class NbdServer:
                 self._cond.notify_all()
 
 
-def wait_for_signal(stop: threading.Event | None = None) -> None:
-    """Block until SIGINT or SIGTERM (or `stop` is set): how a foreground server runs until it is told."""
+def wait_for_signal(stop: threading.Event | None = None, ready: Callable[[], None] | None = None) -> None:
+    """Block until SIGINT or SIGTERM (or `stop` is set): how a foreground server runs until it is told.
+    `ready` runs once the handler is in place (what it prints may make someone send the signal)."""
     stop = stop or threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
+        if ready is not None:
+            ready()
         while not stop.wait(0.5):
             pass
     except KeyboardInterrupt:
