@@ -3,7 +3,14 @@
 1. Reading 256 MiB of guest RAM through /dev/mem (MemDevices.mem.d_read, as devfs calls it) in
    1 MiB and 64 KiB reads, against a plain copy of the same bytes out of the host mapping behind
    guest RAM, in the same process. The ratio is throughput, ours / plain copy: target 0.5 or better.
-2. A live minidump (MEM_KERNELDUMP's writer) of a 2 GiB `virt` board holding about 300 MiB of data
+2. The same 256 MiB through the NBD export `mem` of the running board (issue 14): a libnbd client
+   (Debian's python3 with python3-libnbd, in a child process that times its own reads, 16 requests
+   in flight) reads it in 1 MiB and 64 KiB requests from the board's in-process server, against the
+   guest's own `dd if=/dev/mem of=/dev/null` of the same range with the same block size, inside the
+   board (a process of the booted kernel, through read(2) and devfs). The ratio is throughput,
+   NBD / dd: target 0.5 or better. A second line puts NBD against the host-side d_read of figure 1
+   (no system call, no guest buffer: a plain copy), for scale.
+3. A live minidump (MEM_KERNELDUMP's writer) of a 2 GiB `virt` board holding about 300 MiB of data
    (a preloaded md image of text with random runs, ~45% compressible by gzip -1), for each
    compression, against the host's `cp`, `gzip -1` and `zstd -3` of the same bytes (the
    uncompressed minidump). Our side runs in-process after the boot (the boot is not timed); the
@@ -59,13 +66,14 @@ def _line(name: str, ratio: float, ours: str, ref: str, pairs: int) -> None:
     print(f"{name:<60} ratio {ratio:6.2f}   armboard {ours:>12}   reference {ref:>12}   pairs {pairs}")
 
 
-def boot(physmem: str, mfsroot: Path | None = None, overrides=(), tunables=()):
+def boot(physmem: str, mfsroot: Path | None = None, overrides=(), tunables=(), rc: bool = False):
     from kernel_sim import boot as boot_mod
     from kernel_sim.dev.mem import MemDevices
     from kernel_sim.kern.msgbuf import MsgBuf
 
-    request = boot_mod.BootRequest(physmem=physmem, mfsroot=mfsroot, loader_conf=None, overrides=list(overrides),
-                                   tunables=list(tunables))
+    kwargs = {} if rc else {"loader_conf": None}        # rc: the default root and init, for guest commands
+    request = boot_mod.BootRequest(physmem=physmem, mfsroot=mfsroot, overrides=list(overrides),
+                                   tunables=list(tunables), **kwargs)
     result = boot_mod.run(boot_mod.prepare(request))
     if result.exit_code != 0:
         raise SystemExit(f"the benchmark board did not boot: {result.message}")
@@ -101,6 +109,104 @@ def read_bench(pairs: int) -> None:
         rate_o, rate_r = size / MIB / mo, size / MIB / mr
         _line(f"/dev/mem read 256 MiB in {chunk // 1024} KiB reads (MiB/s vs copy)", rate_o / rate_r,
               f"{rate_o:.0f} MiB/s", f"{rate_r:.0f} MiB/s", pairs)
+
+
+NBD_READER = """
+import sys, time, nbd
+uri, start, size, chunk, rounds = sys.argv[1], *map(int, sys.argv[2:6])
+h = nbd.NBD()
+h.connect_uri(uri)
+buf = nbd.Buffer(chunk)
+for _ in range(rounds):
+    t = time.perf_counter()
+    for off in range(start, start + size, chunk):
+        h.aio_pread(buf, off)
+        while h.aio_in_flight() > 16:
+            h.poll(-1)
+    while h.aio_in_flight():
+        h.poll(-1)
+    print(time.perf_counter() - t, flush=True)
+h.shutdown()
+"""
+DEBIAN_PYTHON = "/usr/bin/python3"
+
+
+def guest_dd_seconds(result, base: int, size: int, chunk: int, pairs: int) -> list[float]:
+    """`dd if=/dev/mem of=/dev/null bs=CHUNK skip=... count=...` as a process of the booted kernel."""
+    from kernel_sim.kern.sysapi import O_WRONLY
+    from kernel_sim.kern.syscalls import Syscalls
+    from kernel_sim.userland.commands import load
+
+    init = Syscalls.for_init(result.startup.kernel)
+    dd = load("dd")
+    argv = ["dd", "if=/dev/mem", "of=/dev/null", f"bs={chunk}", f"skip={base // chunk}", f"count={size // chunk}",
+            "status=none"]
+    times = []
+    for _ in range(pairs + 1):
+        proc = init.spawn_kstack("dd")
+        proc.dup2(proc.open("/dev/null", O_WRONLY), 1)
+        start = time.perf_counter()
+        status = dd(proc, argv)
+        times.append(time.perf_counter() - start)
+        proc.exit(status)
+        if status != 0:
+            raise SystemExit(f"the guest's dd of /dev/mem failed with status {status}")
+    return times[1:]
+
+
+def nbd_bench(pairs: int) -> None:
+    """The mem export of the running board against /dev/mem inside it (see the module's docstring)."""
+    if not Path(DEBIAN_PYTHON).exists() or subprocess.run([DEBIAN_PYTHON, "-c", "import nbd"],
+                                                         capture_output=True).returncode != 0:
+        print("NBD mem export: skipped (needs python3-libnbd for /usr/bin/python3)")
+        return
+    from tools.nbd.board_exports import BoardExports
+    from tools.nbd.giant import Giant
+    from tools.nbd.server import Address, NbdServer
+
+    size = 256 * MIB
+    result, devs = boot("512M", rc=True)
+    ram_base = result.machine.profile.ram_base
+    base = ram_base + 128 * MIB
+    block = random.Random(1).randbytes(MIB)
+    for off in range(0, size, MIB):
+        result.machine.phys.write(base + off, block)
+    giant = Giant()
+    giant.hold()
+    exports = BoardExports(giant)
+    exports.attach_machine(result.machine)
+    exports.attach_kernel(result.startup)
+    root = _Root()
+    with tempfile.TemporaryDirectory() as tmp:
+        sock = Path(tmp) / "mem.sock"
+        server = NbdServer(exports.catalogue, Address(path=str(sock)), log=lambda _m: None, giant=giant)
+        server.start()
+        try:
+            for chunk in (MIB, 64 << 10):
+                def devmem(chunk=chunk) -> None:
+                    for off in range(0, size, chunk):
+                        devs.mem.d_read(root, base + off, chunk)
+
+                with giant.released():     # the board waits: its server serves the client
+                    runs = subprocess.run([DEBIAN_PYTHON, "-c", NBD_READER, f"nbd+unix:///mem?socket={sock}",
+                                           str(base - ram_base), str(size), str(chunk), str(pairs + 1)],
+                                          capture_output=True, text=True, check=True)
+                ours = [float(v) for v in runs.stdout.split()][1:]     # the first round warms up
+                guest = guest_dd_seconds(result, base, size, chunk, pairs)
+                host = []
+                for _ in range(pairs):
+                    t = time.perf_counter()
+                    devmem()
+                    host.append(time.perf_counter() - t)
+                mo, mg, mh = statistics.median(ours), statistics.median(guest), statistics.median(host)
+                rate_o, rate_g, rate_h = (size / MIB / v for v in (mo, mg, mh))
+                _line(f"NBD mem export 256 MiB in {chunk // 1024} KiB reads (vs guest dd)", rate_o / rate_g,
+                      f"{rate_o:.0f} MiB/s", f"{rate_g:.0f} MiB/s", pairs)
+                _line(f"NBD mem export 256 MiB in {chunk // 1024} KiB reads (vs host d_read)", rate_o / rate_h,
+                      f"{rate_o:.0f} MiB/s", f"{rate_h:.0f} MiB/s", pairs)
+        finally:
+            server.stop()
+            giant.drop()
 
 
 def fill(path: Path, size: int, seed: int = 6) -> None:
@@ -185,8 +291,11 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=5, help="pairs for the /dev/mem reads (default 5)")
     parser.add_argument("--dump-pairs", type=int, default=3, help="pairs for the dumps (default 3)")
     parser.add_argument("--skip-dump", action="store_true", help="only the /dev/mem reads")
+    parser.add_argument("--skip-nbd", action="store_true", help="without the NBD mem export")
     args = parser.parse_args()
     read_bench(args.pairs)
+    if not args.skip_nbd:
+        nbd_bench(args.pairs)
     if not args.skip_dump:
         with tempfile.TemporaryDirectory() as tmp:
             dump_bench(args.dump_pairs, Path(tmp))

@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     boot.add_argument("--monitor", action="store_true", help="open the monitor prompt when the boot stops")
     boot.add_argument("-x", dest="monitor_commands", action="append", default=[], metavar="CMD",
                       help="monitor command to run when the boot stops (repeatable)")
+    from tools.nbd_cmd import add_boot_arguments as add_nbd_boot_arguments
+
+    add_nbd_boot_arguments(boot)
     plan = sub.add_parser("plan", help="predict a boot without running the CPU: stages, KVA layout, kmem")
     add_config_arguments(plan)
     plan.add_argument("--picture", type=Path, metavar="FILE.svg", help="draw the KVA layout as SVG")
@@ -127,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tools.dump_cmd import add_parser as add_dump_parser
 
     add_dump_parser(sub)
+    from tools.nbd_cmd import add_parser as add_nbd_parser
+
+    add_nbd_parser(sub)
     return parser
 
 
@@ -171,21 +177,35 @@ def cmd_boot(args: argparse.Namespace) -> int:
             console_file = open(args.console, "wb")  # noqa: SIM115 - closed after the monitor, below
         except OSError as exc:
             raise InputError(f"cannot write the console file: {describe_host(exc)}", str(args.console)) from None
+    nbd = None
+    if args.nbd:                    # listening before the boot: a bad address is exit 2, nothing booted
+        from tools.nbd_cmd import start_boot_server
+
+        nbd = start_boot_server(args)
+    read_line = sys.stdin.readline if args.shell else None
     request = request_from_args(
         args, console=console_file if console_file else (None if args.json else sys.stdout.buffer),
         timeout=args.timeout, stop_at=args.stop_at, mmu=args.mmu, shell=args.shell, command=args.guest_command,
-        swap=args.swap, read_line=sys.stdin.readline if args.shell else None)
+        swap=args.swap, read_line=nbd.giant.releasing(read_line) if nbd and read_line else read_line)
     try:
-        return _boot_and_monitor(args, boot_mod.prepare(request))
+        return _boot_and_monitor(args, boot_mod.prepare(request), nbd)
     finally:
+        if nbd is not None:
+            nbd.close()
         if console_file:            # after the monitor: its commands may make the kernel print
             console_file.close()
 
 
-def _boot_and_monitor(args: argparse.Namespace, prepared) -> int:
+def _boot_and_monitor(args: argparse.Namespace, prepared, nbd=None) -> int:
     from kernel_sim import boot as boot_mod
 
-    result = boot_mod.run(prepared)
+    machine = None
+    if nbd is not None:             # the machine first, so its flash banks and RAM are served while it runs
+        machine = boot_mod.build_machine(prepared)
+        nbd.attach_machine(machine)
+    result = boot_mod.run(prepared, machine)
+    if nbd is not None:
+        nbd.attach_kernel(result.startup)
     if args.json:
         import json
 
@@ -200,6 +220,8 @@ def _boot_and_monitor(args: argparse.Namespace, prepared) -> int:
         monitor = Monitor(result.machine, sysctl=startup.sysctl if startup else None,
                           geom=startup.geom if startup else None, vfs=startup.vfs if startup else None)
         monitor.add_mem_commands(startup)
+        if nbd is not None:
+            monitor.nbd, monitor.waiting = nbd, nbd.waiting
         for command in args.monitor_commands:
             try:
                 monitor.run(command)
@@ -211,6 +233,14 @@ def _boot_and_monitor(args: argparse.Namespace, prepared) -> int:
                 break
         if args.monitor and not monitor.done:
             interactive(monitor)
+        nbd = monitor.nbd                     # --nbd's, or one that -x "nbd start ..." started
+        if monitor.done or args.monitor:
+            if nbd is not None:
+                nbd.close()
+            return result.exit_code
+    if nbd is not None:
+        nbd.serve_until_signal()              # the boot is over: serve until told to stop, then stop
+        nbd.close()
     return result.exit_code
 
 
@@ -246,6 +276,10 @@ def main(argv: list[str] | None = None) -> int:
             from tools.dump_cmd import run as run_dump
 
             return run_dump(args)
+        if args.command == "nbd":
+            from tools.nbd_cmd import cmd_nbd
+
+            return cmd_nbd(args)
         if args.command == "mkroot":
             from tools.mkroot_cmd import cmd_mkroot
 

@@ -36,10 +36,14 @@ def _source_key(paths: list[str]) -> str | None:
     return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}"
 
 
-def _cache_path() -> str:
+def _cache_path(anchor: str) -> str:
+    """One table per checkout (`anchor` is the file of the module that builds the parser): the cache
+    root is shared, and another checkout's unchanged sources must not answer for this one's."""
     from kernel_sim.guest.build import cache_root
 
-    return os.path.join(cache_root(), "cli", f"table-v{TABLE_VERSION}-{sys.version_info[0]}{sys.version_info[1]}")
+    tree = f"{zlib.crc32(os.path.abspath(anchor).encode()):08x}"
+    return os.path.join(cache_root(), "cli",
+                        f"table-v{TABLE_VERSION}-{sys.version_info[0]}{sys.version_info[1]}-{tree}")
 
 
 def _action_kind(action) -> tuple[str, str] | None:
@@ -95,19 +99,19 @@ def extract(parser) -> dict:
 
 def load_table(build_parser) -> dict:
     """The cached table when its sources are unchanged, else built from `build_parser()` and cached."""
-    path = _cache_path()
+    anchor = sys.modules[build_parser.__module__].__file__
+    path = _cache_path(anchor)
     try:
         with open(path, "rb") as f:
             cached = marshal.load(f)
-        if cached["key"] == _source_key(cached["sources"]):
+        if anchor in cached["sources"] and cached["key"] == _source_key(cached["sources"]):
             return cached["table"]
     except (OSError, EOFError, ValueError, TypeError, KeyError):
         pass
     before = set(sys.modules)
     parser = build_parser()
     built_by = [sys.modules[name] for name in sys.modules.keys() - before if name.startswith("tools.")]
-    sources = sorted({m.__file__ for m in built_by if getattr(m, "__file__", None)}
-                     | {sys.modules[build_parser.__module__].__file__})
+    sources = sorted({m.__file__ for m in built_by if getattr(m, "__file__", None)} | {anchor})
     table = extract(parser)
     key = _source_key(sources)
     if key is not None:

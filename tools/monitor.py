@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import TextIO
 
 from board.exceptions import MODE_NAMES
@@ -26,6 +27,7 @@ from kernel_sim.vm.cpu_mmu import mmu_for
 from kernel_sim.vm.mmu import MMUFault
 from tools.monitor_errors import CommandRefused, MonitorError, refused
 from tools.monitor_mem import COMMANDS as MEM_COMMANDS
+from tools.monitor_nbd import COMMANDS as NBD_COMMANDS
 
 __all__ = ["CommandRefused", "Monitor", "MonitorError", "interactive"]
 
@@ -43,7 +45,13 @@ class Monitor:
             "help": self.help, "sysctl": self.sysctl_command, "geom": self.geom_command,
             "provider": self.provider_command, "ls": self.ls, "cat": self.cat, "mdconfig": self.mdconfig,
         }
+        from functools import partial
+
+        for name, fn in NBD_COMMANDS.items():
+            self.commands[name] = partial(fn, self)
         self.done = False
+        self.nbd = None                       # tools.nbd.board_server.BoardServer, once serving
+        self.waiting = nullcontext            # what the prompt waits in (the NBD server's Giant released)
 
     def add_mem_commands(self, startup) -> None:
         """mem(4)'s monitor commands (tools/monitor_mem.py) over this boot's /dev/mem and /dev/kmem."""
@@ -73,7 +81,7 @@ class Monitor:
                        "sysctl [-d] [NAME...] | geom [CLASS] list | provider read NAME OFF LEN [FILE] | "
                        "provider write NAME OFF FILE | ls [-l] PATH | cat PATH | mem read PADDR LEN [FILE] | "
                        "mem write PADDR FILE | kmem read VA LEN [FILE] | paddr VA | ranges | "
-                       "dump [--compress none|gzip|zstd] FILE | quit\n")
+                       "dump [--compress none|gzip|zstd] FILE | nbd start|stop|list|wait | quit\n")
 
     def _mesh(self):
         if self.geom is None:
@@ -264,7 +272,8 @@ def interactive(monitor: Monitor, stdin: TextIO | None = None) -> None:
     while not monitor.done:
         monitor.out.write("(armboard) ")
         monitor.out.flush()
-        line = stdin.readline()
+        with monitor.waiting():
+            line = stdin.readline()
         if not line:
             break
         try:

@@ -106,6 +106,9 @@ class Allocator(ABC):
     kind: str = "abstract"
     features: Features = MEMORY_PLUGIN_FEATURES
     max_size: int = MAX_SIZE
+    # The unit the allocator's own extents callback works in (nbdkit's sparse.c and zstd.c walk pages,
+    # malloc.c answers the range as asked): what block_status rounds the end of a query up to.
+    extent_granularity: int = 1
 
     def __init__(self, size: int | str) -> None:
         self._size = 0
@@ -177,6 +180,31 @@ class Allocator(ABC):
     def cache(self, offset: int, length: int) -> None:
         """NBD_CMD_CACHE: the data is already in memory (NBDKIT_CACHE_NATIVE does nothing)."""
         self._check(offset, length, "EINVAL", "cache")
+
+    def read_buffers(self, offset: int, length: int) -> list[bytes | bytearray | memoryview]:
+        """The bytes of [offset, offset+length) as buffers to send as they are (socket.sendmsg), in order.
+
+        Stores whose data is plain memory return views of it, so a large read is never copied into a
+        new Python object; holes are views of one shared zero buffer. The buffers are only valid until
+        the next write to the same range (a later write may change what a view shows)."""
+        self._check(offset, length, "EINVAL", "read")
+        if length == 0:
+            return []
+        return self._read_buffers(offset, length)
+
+    def _read_buffers(self, offset: int, length: int) -> list[bytes | bytearray | memoryview]:
+        return [self._read(offset, length)]
+
+    def block_status(self, offset: int, length: int) -> list[Extent]:
+        """Extents as nbdkit's allocator adds them for NBD_CMD_BLOCK_STATUS: the query's end rounded up
+        to `extent_granularity` (within the disk), so the last extent may run past offset+length as the
+        protocol allows and as `nbdkit memory` answers."""
+        self._check(offset, length, "EINVAL", "extents")
+        if length == 0:
+            return []
+        g = self.extent_granularity
+        end = min(self._size, -(-(offset + length) // g) * g)
+        return self.extents(offset, end - offset)
 
     def extents(self, offset: int, length: int) -> list[Extent]:
         """Coalesced (offset, length, flags) covering exactly [offset, offset+length)."""

@@ -105,6 +105,9 @@ class MallocAllocator(Allocator):
     def _read(self, offset: int, length: int) -> bytes:
         return bytes(memoryview(self._buf)[offset:offset + length])
 
+    def _read_buffers(self, offset: int, length: int) -> list[bytes | bytearray | memoryview]:
+        return [memoryview(self._buf)[offset:offset + length]]
+
     def _write(self, offset: int, data: memoryview) -> None:
         memoryview(self._buf)[offset:offset + len(data)] = data
 

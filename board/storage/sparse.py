@@ -19,6 +19,10 @@ from typing import Any
 from .base import EXTENT_HOLE, EXTENT_ZERO, L1_SPAN, L2_SIZE, PAGE_SIZE, Allocator, Extent
 
 ZERO_PAGE = bytes(PAGE_SIZE)
+# What holes are sent from (read_buffers): one run of zeros, so a large hole is a few buffers, not
+# one per page (sendmsg takes at most IOV_MAX of them). bytes() of a size is calloc'd: untouched
+# pages of it cost no memory.
+ZERO_RUN = bytes(1 << 20)
 # What the tables cost in C (sparse.c): an L2 directory is 4096 pointers, an L1 entry is
 # {offset, l2_dir}. A Python list slot is a pointer too, so the figure holds here as well.
 L2_DIR_BYTES = L2_SIZE * 8
@@ -38,6 +42,8 @@ class _L2:
 
 class PagedAllocator(Allocator):
     """The two-level page table shared by the sparse and zstd stores."""
+
+    extent_granularity = PAGE_SIZE
 
     def __init__(self, size: int | str) -> None:
         self._l1_keys: list[int] = []     # sorted L1 indexes (offset // 128 MiB)
@@ -154,16 +160,40 @@ class PagedAllocator(Allocator):
             else:
                 self._store(l2, j, page)
 
+    def _read_buffers(self, offset: int, length: int) -> list[bytes | bytearray | memoryview]:
+        """Views of the stored pages and of one zero page for the holes: nothing is copied."""
+        out: list[bytes | bytearray | memoryview] = []
+        pos, end = offset, offset + length
+        zeros = memoryview(ZERO_RUN)
+        for page_off, l2, j in self._present(offset, length):
+            lo, hi = max(offset, page_off), min(end, page_off + PAGE_SIZE)
+            while pos < lo:
+                n = min(lo - pos, len(ZERO_RUN))
+                out.append(zeros[:n])
+                pos += n
+            out.append(memoryview(self._view(l2.pages[j]))[lo - page_off:hi - page_off])
+            pos = hi
+        while pos < end:
+            n = min(end - pos, len(ZERO_RUN))
+            out.append(zeros[:n])
+            pos += n
+        return out
+
     def _extents(self, offset: int, length: int) -> list[Extent]:
-        """sparse.c: a missing page is HOLE|ZERO, an allocated all-zero page is ZERO, else data."""
+        """sparse.c: a missing page is HOLE|ZERO, an allocated page whose bytes in the range are all
+        zero is ZERO (sparse.c checks from the offset to the page's end), else data."""
         out: list[Extent] = []
         pos, end = offset, offset + length
         for page_off, l2, j in self._present(offset, length):
             lo, hi = max(offset, page_off), min(end, page_off + PAGE_SIZE)
             if lo > pos:
                 out.append((pos, lo - pos, EXTENT_HOLE | EXTENT_ZERO))
-            flags = EXTENT_ZERO if self._view(l2.pages[j]) == ZERO_PAGE else 0
-            out.append((lo, hi - lo, flags))
+            page = self._view(l2.pages[j])
+            if hi - lo == PAGE_SIZE:
+                zero = page == ZERO_PAGE
+            else:
+                zero = ZERO_PAGE.startswith(page[lo - page_off:hi - page_off])
+            out.append((lo, hi - lo, EXTENT_ZERO if zero else 0))
             pos = hi
         if pos < end:
             out.append((pos, end - pos, EXTENT_HOLE | EXTENT_ZERO))

@@ -128,6 +128,29 @@ class AllocatorsAgree(RuleBasedStateMachine):
             assert store.read(offset, length) == want, kind
 
     @rule(offset=offsets, length=lengths)
+    def read_buffers(self, offset: int, length: int) -> None:
+        """What the NBD server sends: the same bytes as read(), as views (no copy) where memory allows."""
+        length = self.clamp(offset, length)
+        want = bytes(self.model[offset:offset + length])
+        for kind, store in self.stores.items():
+            buffers = store.read_buffers(offset, length)
+            assert b"".join(bytes(b) for b in buffers) == want, kind
+            if kind != "zstd":        # zstd must decompress; the others hand out their own memory
+                assert all(isinstance(b, memoryview) for b in buffers), kind
+
+    @rule(offset=offsets, length=lengths)
+    def block_status(self, offset: int, length: int) -> None:
+        """nbdkit's granularity: the paged stores answer to the end of the last page (within the disk),
+        malloc answers the range as asked, and every extent still tells the truth."""
+        length = self.clamp(offset, length)
+        if not length:
+            return
+        end = min(MODEL_SIZE, -(-(offset + length) // PAGE_SIZE) * PAGE_SIZE)
+        for kind in ("sparse", "zstd"):
+            assert self.stores[kind].block_status(offset, length) == self.stores[kind].extents(offset, end - offset)
+        assert self.stores["malloc"].block_status(offset, length) == [(offset, length, 0)]
+
+    @rule(offset=offsets, length=lengths)
     def extents(self, offset: int, length: int) -> None:
         length = self.clamp(offset, length)
         expect: list[tuple[int, int, int]] = []
@@ -137,7 +160,7 @@ class AllocatorsAgree(RuleBasedStateMachine):
             if p not in self.allocated:
                 flags = HZ
             else:
-                flags = 0 if any(self.model[p * PAGE_SIZE:(p + 1) * PAGE_SIZE]) else EXTENT_ZERO
+                flags = 0 if any(self.model[lo:hi]) else EXTENT_ZERO     # the bytes the extent covers
             expect.append((lo, hi - lo, flags))
         expect = coalesce(expect)
         assert self.stores["sparse"].extents(offset, length) == expect
@@ -229,6 +252,29 @@ def test_zstd_holds_compressible_data_in_far_less():
     assert zstd.pages == before and zstd.read(0, 100) == bytes(100)
     zstd.zero(100, PAGE_SIZE - 100)
     assert zstd.pages == before - 1
+
+
+@pytest.mark.parametrize("kind", ["sparse", "zstd"])
+def test_zero_flag_describes_the_bytes_of_the_extent_not_the_whole_page(kind):
+    """sparse.c checks a page from the extent's start to the page's end: the zero second half of a
+    page that holds data in its first half is ZERO, as `nbdkit memory` reports it."""
+    store = open_allocator(kind, 4 * PAGE_SIZE)
+    store.write(0, b"x" * (PAGE_SIZE // 2) + bytes(PAGE_SIZE // 2))
+    assert store.extents(PAGE_SIZE // 2, PAGE_SIZE // 2) == [(PAGE_SIZE // 2, PAGE_SIZE // 2, EXTENT_ZERO)]
+    assert store.extents(0, PAGE_SIZE) == [(0, PAGE_SIZE, 0)]
+    # block_status answers to the end of the page, as nbdkit's allocators do.
+    assert store.block_status(PAGE_SIZE // 2, 1) == [(PAGE_SIZE // 2, PAGE_SIZE // 2, EXTENT_ZERO)]
+    assert store.block_status(0, 1) == [(0, PAGE_SIZE, 0)]
+    assert store.block_status(PAGE_SIZE + 5, 10) == [(PAGE_SIZE + 5, PAGE_SIZE - 5, HZ)]
+
+
+def test_read_buffers_of_a_large_hole_are_few_and_cost_nothing():
+    store = SparseAllocator(1 << 30)
+    store.write(5 << 20, b"data")
+    buffers = store.read_buffers(0, 64 << 20)
+    assert len(buffers) < 70                  # 1 MiB runs of zeros, not one buffer per 32 KiB page
+    assert sum(len(b) for b in buffers) == 64 << 20
+    assert b"".join(bytes(b) for b in buffers[5:6]).startswith(b"data")
 
 
 def test_zeroing_part_of_a_page_keeps_it_until_all_zero():

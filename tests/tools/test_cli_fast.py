@@ -60,7 +60,7 @@ def test_help_errors_and_unmodelled_options_go_to_argparse(table):
 
 
 def test_a_changed_source_invalidates_the_cached_table(tmp_path, monkeypatch):
-    monkeypatch.setattr(cli_fast, "_cache_path", lambda: str(tmp_path / "table"))
+    monkeypatch.setattr(cli_fast, "_cache_path", lambda anchor: str(tmp_path / "table"))
     calls = []
 
     def build():
@@ -83,6 +83,32 @@ def test_a_changed_source_invalidates_the_cached_table(tmp_path, monkeypatch):
     source.write_text("x = 2\n")                         # an edited source: the table is built again
     cli_fast.load_table(build)
     assert len(calls) == 2
+
+
+def test_another_checkouts_table_does_not_answer_for_this_one(tmp_path, monkeypatch):
+    """The cache root is shared by every checkout: a table whose sources are another tree's files
+    (unchanged there) is not this tree's command line."""
+    import marshal
+
+    monkeypatch.setattr(cli_fast, "_cache_path", lambda anchor: str(tmp_path / "table"))
+    calls = []
+
+    def build():
+        calls.append(1)
+        return cli.build_parser()
+
+    cli_fast.load_table(build)
+    other = tmp_path / "other_cli.py"
+    other.write_text("# another checkout's tools/cli.py\n")
+    cached = marshal.loads((tmp_path / "table").read_bytes())
+    cached["sources"] = [str(other)]
+    cached["key"] = cli_fast._source_key(cached["sources"])
+    cached["table"] = {"commands": {}, "dest": "command"}
+    (tmp_path / "table").write_bytes(marshal.dumps(cached))
+    assert cli_fast.load_table(build)["commands"]       # rebuilt from this tree, not the other's table
+    assert len(calls) == 2
+    monkeypatch.undo()
+    assert cli_fast._cache_path("/a/tools/cli.py") != cli_fast._cache_path("/b/tools/cli.py")
 
 
 def test_errors_are_argparse_errors_on_the_command_line():

@@ -336,3 +336,76 @@ def test_malloc_matches_bytearray_model(ops) -> None:
     assert drv.read(0, 0, nsec * 512) == model
     nonuniform = sum(1 for s in range(nsec) if len(set(model[s * 512:(s + 1) * 512])) > 1)
     assert len(q.live) == nonuniform == drv.malloc_sectors(0)
+
+
+# ---------------------------------------------------------------- allocation (NBD base:allocation)
+def _kinds(runs: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    assert all(n > 0 for _, n, _ in runs)
+    assert all(a[0] + a[1] == b[0] and a[2] != b[2] for a, b in zip(runs, runs[1:], strict=False))
+    return runs
+
+
+def test_allocation_of_a_malloc_md_skips_empty_branches_and_tells_zero_sectors() -> None:
+    drv, _, _ = make()
+    size = 1 << 30                                    # 2M sectors: a 3-level tree, nearly all empty
+    u = drv.attach(MD_MALLOC, size, options=MD_AUTOUNIT)
+    drv.write(u, 5 << 20, b"d" * 1024)
+    drv.write(u, 600 << 20, bytes(512))               # stored, but zeros (no MD_COMPRESS)
+    assert _kinds(drv.allocation(u, 0, size)) == [
+        (0, 5 << 20, "hole"), (5 << 20, 1024, "data"), ((5 << 20) + 1024, (595 << 20) - 1024, "hole"),
+        (600 << 20, 512, "zero"), ((600 << 20) + 512, size - (600 << 20) - 512, "hole")]
+    assert drv.allocation(u, 5 << 20, 512) == [(5 << 20, 512, "data")]
+    drv.delete(u, 5 << 20, 1024)
+    assert drv.allocation(u, 0, 1 << 20 << 6)[0] == (0, 64 << 20, "hole")
+
+
+def test_allocation_of_compressed_uniform_sectors_is_data_swap_pages_and_vnode_holes(tmp_path) -> None:
+    drv, _, _ = make()
+    c = drv.attach(MD_MALLOC, 8192, options=MD_AUTOUNIT | MD_COMPRESS)
+    drv.write(c, 512, b"\x07" * 512)                  # one byte in the tree, but it is data
+    assert drv.allocation(c, 0, 8192) == [(0, 512, "hole"), (512, 512, "data"), (1024, 7168, "hole")]
+    s = drv.attach(MD_SWAP, 64 << 10, options=MD_AUTOUNIT)
+    drv.write(s, 8192, b"s" * 512)
+    assert drv.allocation(s, 0, 64 << 10) == [(0, 8192, "hole"), (8192, 4096, "data"),
+                                             (12288, (64 << 10) - 12288, "hole")]
+    path = tmp_path / "sparse.img"
+    with path.open("wb") as f:
+        f.truncate(1 << 20)
+        f.seek(256 << 10)
+        f.write(b"v" * 4096)
+    v = drv.attach(MD_VNODE, 1 << 20, options=MD_AUTOUNIT, file=str(path))
+    runs = _kinds(drv.allocation(v, 0, 1 << 20))
+    assert ("data" in {k for _, _, k in runs}) and runs[0][2] == "hole" and runs[-1][2] == "hole"
+    data = [(o, n) for o, n, k in runs if k == "data"]
+    assert data[0][0] <= 256 << 10 < (256 << 10) + 4096 <= data[-1][0] + data[-1][1]
+    n = drv.attach(MD_NULL, 1 << 20, options=MD_AUTOUNIT)
+    assert drv.allocation(n, 4096, 4096) == [(4096, 4096, "hole")]
+    image = bytearray(8192)
+    p = drv.preload(len(image), image=image)
+    assert drv.allocation(p, 0, 8192) == [(0, 8192, "data")]
+    with pytest.raises(GeomError):
+        drv.allocation(c, 0, 8192 + 512)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["w", "z", "d"]), st.integers(0, 63), st.integers(1, 4)), max_size=30),
+       st.integers(0, 63), st.integers(1, 64))
+def test_allocation_agrees_with_the_bytes(ops, first, count) -> None:
+    """Whatever allocation calls a hole or zero reads as zeros, and the runs cover the range exactly."""
+    drv, _, _ = make()
+    nsec = 64
+    drv.attach(MD_MALLOC, nsec * 512, options=MD_AUTOUNIT)
+    for op, sec, n in ops:
+        n = min(n, nsec - sec)
+        if op == "w":
+            drv.write(0, sec * 512, b"x" * (n * 512))
+        elif op == "z":
+            drv.write(0, sec * 512, bytes(n * 512))
+        else:
+            drv.delete(0, sec * 512, n * 512)
+    count = min(count, nsec - first)
+    runs = _kinds(drv.allocation(0, first * 512, count * 512))
+    assert runs[0][0] == first * 512 and sum(n for _, n, _ in runs) == count * 512
+    for off, n, kind in runs:        # without MD_COMPRESS, "data" is exactly the sectors that hold a non-zero byte
+        for sec in range(off // 512, (off + n) // 512):
+            assert any(drv.read(0, sec * 512, 512)) == (kind == "data")
