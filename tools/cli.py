@@ -261,8 +261,12 @@ def parse_args(argv: list[str]):
     if argv == ["--version"]:
         print(f"armboard {ARMBOARD_VERSION}")
         raise SystemExit(0)
-    from tools.cli_fast import load_table, parse
+    from tools.cli_fast import help_text, load_table, parse
 
+    text = help_text(argv, build_parser)
+    if text is not None:          # what argparse's help action prints, then its exit
+        sys.stdout.write(text)
+        raise SystemExit(0)
     args = parse(argv, load_table(build_parser))
     return args if args is not None else build_parser().parse_args(argv)
 

@@ -97,33 +97,78 @@ def extract(parser) -> dict:
     return {"commands": table, "dest": subparsers.dest}
 
 
-def load_table(build_parser) -> dict:
-    """The cached table when its sources are unchanged, else built from `build_parser()` and cached."""
+def _load_cache(build_parser) -> tuple[str, dict]:
+    """(cache file, its entry: key, sources, table, help texts), rebuilt when a source changed."""
     anchor = sys.modules[build_parser.__module__].__file__
     path = _cache_path(anchor)
     try:
         with open(path, "rb") as f:
             cached = marshal.load(f)
         if anchor in cached["sources"] and cached["key"] == _source_key(cached["sources"]):
-            return cached["table"]
+            return path, cached
     except (OSError, EOFError, ValueError, TypeError, KeyError):
         pass
     before = set(sys.modules)
     parser = build_parser()
     built_by = [sys.modules[name] for name in sys.modules.keys() - before if name.startswith("tools.")]
     sources = sorted({m.__file__ for m in built_by if getattr(m, "__file__", None)} | {anchor})
-    table = extract(parser)
-    key = _source_key(sources)
-    if key is not None:
+    cached = {"key": _source_key(sources), "sources": sources, "table": extract(parser), "help": {}}
+    _store(path, cached)
+    return path, cached
+
+
+def _store(path: str, cached: dict) -> None:
+    if cached["key"] is None:
+        return
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}"
+        with open(tmp, "wb") as f:
+            marshal.dump(cached, f)
+        os.replace(tmp, path)
+    except OSError:
+        pass                      # a read-only cache only costs the parse next time
+
+
+def load_table(build_parser) -> dict:
+    """The cached table when its sources are unchanged, else built from `build_parser()` and cached."""
+    return _load_cache(build_parser)[1]["table"]
+
+
+def _help_columns() -> int:
+    """The width argparse formats help for: shutil.get_terminal_size()'s columns (COLUMNS when set,
+    else the terminal's, else 80), computed here so that a cached help needs no shutil (and its re)."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
         try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = f"{path}.{os.getpid()}"
-            with open(tmp, "wb") as f:
-                marshal.dump({"key": key, "sources": sources, "table": table}, f)
-            os.replace(tmp, path)
-        except OSError:
-            pass                      # a read-only cache only costs the parse next time
-    return table
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+def help_text(argv: list[str], build_parser) -> str | None:
+    """`SUBCOMMAND --help` as argparse prints it, from the cache (rendered by argparse once per width
+    and sources), or None for any other argv."""
+    if len(argv) != 2 or argv[1] not in ("-h", "--help"):
+        return None
+    path, cached = _load_cache(build_parser)
+    if cached["table"]["commands"].get(argv[0], "absent") == "absent":
+        return None
+    key = f"{argv[0]}:{_help_columns()}"
+    text = cached.get("help", {}).get(key)
+    if text is None:
+        import argparse
+
+        parser = build_parser()
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[argv[0]]
+        text = sub.format_help()
+        cached.setdefault("help", {})[key] = text
+        _store(path, cached)
+    return text
 
 
 def parse(argv: list[str], table: dict) -> SimpleNamespace | None:

@@ -122,3 +122,15 @@ def test_version_is_the_package_version():
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     proc = subprocess.run([sys.executable, "-m", "tools.cli", "--version"], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0 and proc.stdout == f"armboard {version}\n"
+
+
+@pytest.mark.parametrize("columns", ["60", "132"])
+@pytest.mark.parametrize("command", ["boot", "plan", "sweep"])
+def test_cached_help_is_argparse_help(command, columns):
+    env = {"COLUMNS": columns, "PATH": "/usr/bin:/bin"}
+    code = "from tools.cli import build_parser; build_parser().parse_args([%r, '--help'])" % command
+    expected = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env)
+    for _ in range(2):                   # the first start renders and caches it, the second reads the cache
+        proc = subprocess.run([sys.executable, "-m", "tools.cli", command, "--help"], capture_output=True,
+                              text=True, cwd=ROOT, env=env)
+        assert proc.returncode == 0 and proc.stdout == expected.stdout
