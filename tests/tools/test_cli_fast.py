@@ -128,7 +128,7 @@ def test_version_is_the_package_version():
 @pytest.mark.parametrize("command", ["boot", "plan", "sweep"])
 def test_cached_help_is_argparse_help(command, columns):
     env = {"COLUMNS": columns, "PATH": "/usr/bin:/bin"}
-    code = "from tools.cli import build_parser; build_parser().parse_args([%r, '--help'])" % command
+    code = f"from tools.cli import build_parser; build_parser().parse_args([{command!r}, '--help'])"
     expected = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env)
     for _ in range(2):                   # the first start renders and caches it, the second reads the cache
         proc = subprocess.run([sys.executable, "-m", "tools.cli", command, "--help"], capture_output=True,
