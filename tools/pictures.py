@@ -46,7 +46,7 @@ def size_text(n: int) -> str:
 
 
 # ------------------------------------------------------------------------------ files
-def _pyplot():
+def pyplot():
     try:
         import matplotlib
 
@@ -62,7 +62,7 @@ def figure_bytes(fig, fmt: str) -> bytes:
     """The figure as SVG or PNG bytes (for the report), closed afterwards."""
     import io
 
-    plt = _pyplot()
+    plt = pyplot()
     buf = io.BytesIO()
     fig.savefig(buf, format=fmt, dpi=100, metadata={"Date": None} if fmt == "svg" else {"Software": None})
     plt.close(fig)
@@ -74,7 +74,7 @@ def save_figure(fig, path: Path, flag: str, also: str | None = None) -> None:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
-        _pyplot().close(fig)
+        pyplot().close(fig)
         kinds = ".svg or .png" + (f" (or {also})" if also else "")
         raise InputError(f"{path.name}: a picture is {kinds}", flag)
     data = figure_bytes(fig, suffix[1:])
@@ -117,7 +117,7 @@ def address_figure(title: str, bars: list[Bar], low: int, high: int, *, markers:
     """One row per span on a hex address axis, the free parts of `free_in` shaded across all rows,
     named markers as vertical lines, and a legend. A span too small to see at this scale is drawn
     at a minimum width; its label still gives its exact size."""
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.patches import Patch
 
     fig, ax = plt.subplots(figsize=(11, 0.24 * len(bars) + 2.6))
@@ -232,7 +232,7 @@ def physmem_figure(prep, handoff=None):
         end = max(end, h.first_free_pa)
     ram_end = layout.ram_base + layout.ram_size
     ram.append(Bar(f"free RAM after the boot tables {size_text(ram_end - end)}", end, ram_end - end, FREE_COLOUR))
-    plt = _pyplot()
+    plt = pyplot()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 0.24 * (len(bus) + len(ram)) + 3.4),
                                       gridspec_kw={"height_ratios": [len(bus) + 1, len(ram) + 1]})
     for ax, bars, low, high, title in (
@@ -256,7 +256,7 @@ def physmem_figure(prep, handoff=None):
 # ------------------------------------------------------------------------------ sweep
 def heatmap_figure(cells: dict, xs: tuple, ys: tuple, xname: str, yname: str):
     """sweep --plot: one cell per grid point pair, green when every point there boots."""
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.colors import to_rgb
     from matplotlib.patches import Patch
 
@@ -279,7 +279,7 @@ def heatmap_figure(cells: dict, xs: tuple, ys: tuple, xname: str, yname: str):
 def timeline_figure(timeline, max_rows: int = 60):
     """The boot timeline (tools/timeline.py) as a Gantt chart over wall time, the instruction count of
     each guest stage written beside its bar."""
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.patches import Patch
 
     rows = [r for r in timeline.rows if r.wall_start is not None and r.kind != "kva"][:max_rows]
