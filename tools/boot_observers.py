@@ -1,8 +1,8 @@
 """What `armboard boot` records beside the console when asked: a trace (--trace), the boot timeline
 (--timeline, the monitor's `timeline`) and the HTML report (--report).
 
-Nothing here is imported by a boot that asks for none of them (tools/cli.py checks the options
-first). Bad options are found before the machine exists: exit status 2, nothing run.
+Nothing here is imported by a boot that asks for none of them (tools/cli.py's _records checks the
+options first). Bad options are found before the machine exists: exit status 2, nothing run.
 """
 
 from __future__ import annotations
@@ -14,12 +14,6 @@ from kernel_sim.errnos import describe_host
 from kernel_sim.errors import InputError
 
 TIMELINE_SUFFIXES = (".json", ".svg", ".png")
-
-
-def wanted(args) -> bool:
-    """Whether this boot asks for anything recorded here (cheap: no import)."""
-    return bool(args.trace or args.trace_file or args.trace_range or args.trace_stage or args.timeline
-                or args.report or any(c.split()[:1] == ["timeline"] for c in args.monitor_commands))
 
 
 class BootObservers:

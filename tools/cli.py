@@ -207,13 +207,19 @@ def cmd_boot(args: argparse.Namespace) -> int:
             console_file.close()
 
 
+def _records(args: argparse.Namespace) -> bool:
+    """Whether this boot asks for a trace, a timeline or a report (tools/boot_observers.py); checked here
+    so that a boot that asks for none imports nothing of them."""
+    return bool(args.trace or args.trace_file or args.trace_range or args.trace_stage or args.timeline
+                or args.report or any(c.split()[:1] == ["timeline"] for c in args.monitor_commands))
+
+
 def _boot_and_monitor(args: argparse.Namespace, prepared, nbd=None) -> int:
     from kernel_sim import boot as boot_mod
-    from tools.boot_observers import wanted
 
     observers = None
     machine = None
-    if wanted(args):         # traces, timelines and reports load only when asked for
+    if _records(args):       # traces, timelines and reports load only when asked for
         from tools.boot_observers import BootObservers
 
         observers = BootObservers(args)
