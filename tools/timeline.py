@@ -8,8 +8,8 @@ and its shells ran as a process under it).
 How it counts: while a timeline is asked for, a UC_HOOK_BLOCK hook adds each executed block's
 instructions (ARM state, 4 bytes each: the guest is built -marm) and code hooks mark the first
 instruction of each guest stage. A stage that begins inside a block takes the block's rest, and a block
-an exception cuts short gives back the instructions it did not run, so the counts are the instructions
-executed. The cost, only then: about 0.35 us per block, some 20 ms for the default boot's 54,000
+an exception cuts short gives back the instructions after the one that took it, so the counts are the
+instructions executed, the same as one line per instruction of `--trace insn`. The cost, only then: about 0.35 us per block, some 20 ms for the default boot's 54,000
 blocks (a boot without --timeline installs no hook). The Python kernel executes no guest instruction;
 its stages count 0. Virtual time comes from the kernel's VirtualClock where one exists (from init on;
 kmem_stress reports its own); before that it is not defined and is left out (null), never invented.
@@ -127,9 +127,10 @@ class Recorder:
         return (start + size - address) >> 2 if start <= address < start + size else 0
 
     def _on_exception(self, event) -> None:
-        # The block was counted whole; from the instruction that took the exception on, it did not run
-        # (for an svc, `pc` is the instruction after it).
-        self.insns -= self._unrun(event.pc)
+        # The block was counted whole; after the instruction that took the exception, it did not run. The
+        # instruction itself counts, as an instruction trace lists it (for an svc, `pc` is the one after).
+        after = event.pc if event.vector == "supervisor call" else event.pc + 4
+        self.insns -= self._unrun(after)
         self._block = (0, 0)
 
     # ------------------------------------------------------------------ stages
