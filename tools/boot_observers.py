@@ -48,6 +48,7 @@ class BootObservers:
         self.recorder = None
         self.tracer = None
         self.timeline = None
+        self.tables = None           # the kernel window's page tables at the hand-over, for the report
 
     def attach(self, prepared):
         """The machine for this boot, with the trace and the timeline listening, and the boot's on_stage
@@ -67,6 +68,9 @@ class BootObservers:
             self.tracer = Tracer(machine, prepared.image, self.kinds, self.trace_out, address_range=self.range,
                                  stages=self.stages, python_mmu=prepared.request.mmu == "python")
             watchers.append(self.tracer.watch.on_stage)
+        if self.report_path is not None:
+            watchers.append(self._tables_at_handover)
+        self._prepared = prepared
         previous = prepared.request.on_stage
         if previous is not None:
             watchers.append(previous)
@@ -77,6 +81,12 @@ class BootObservers:
 
         prepared.request.on_stage = on_stage
         return machine
+
+    def _tables_at_handover(self, name: str, run) -> None:
+        if name == "kmeminit":
+            from tools.report import tables_now
+
+            self.tables = tables_now(run, self._prepared, run.handoff, "at the hand-over")
 
     def finish(self, result) -> None:
         """Stop listening and write what was asked for."""
@@ -93,4 +103,4 @@ class BootObservers:
         if self.report_path is not None:
             from tools.report import write_report
 
-            write_report(result, self.timeline, self.report_path)
+            write_report(result, self.timeline, self.report_path, self.tables)

@@ -19,7 +19,7 @@ from kernel_sim.errors import InputError
 from kernel_sim.guest.abi import KERNVIRTADDR, MIB
 from kernel_sim.humanize import humanize_number
 from tools import pictures
-from tools.report_tables import TableRun, boot_pt1_runs, kern_pt1_runs
+from tools.report_tables import KernelWindowTables, TableRun, read_tables
 
 CSS = """
 body { font-family: sans-serif; margin: 2em auto; max-width: 75em; color: #222; line-height: 1.4; }
@@ -153,36 +153,38 @@ def _runs_table(runs: list[TableRun]) -> str:
     return _table(["kernel VA", "MiB", "first L1 entry at", "its value", "maps to", "kind"], rows, classes, {1})
 
 
-def _page_tables(result) -> str:
-    prep, machine = result.prepared, result.machine
-    read_u32 = machine.phys.read_u32
-    window = prep.options["LOCORE_MAP_MB"]
+def tables_now(result_or_run, prep, handoff, when: str) -> KernelWindowTables:
+    """The kernel window's tables read from guest RAM now (the report takes them at the hand-over and at
+    the end: the Python kernel maps pages of its own into kern_pt1 after the hand-over)."""
     image = prep.image
-    boot_pt1 = result.handoff.boot_pt1 if result.handoff else image.physical_alias(image.symbols.get("boot_pt1", 0))
-    parts = []
+    boot_pt1 = handoff.boot_pt1 if handoff else image.physical_alias(image.symbols.get("boot_pt1", 0))
+    return read_tables(result_or_run.machine.phys.read_u32, when, boot_pt1=boot_pt1,
+                       load_pa=prep.layout.kernel_pa & ~(MIB - 1), locore_map_mb=prep.options["LOCORE_MAP_MB"],
+                       handoff=handoff)
+
+
+def _page_tables(result, at_handover: KernelWindowTables | None) -> str:
+    prep = result.prepared
+    window = prep.options["LOCORE_MAP_MB"]
     try:
-        runs = boot_pt1_runs(read_u32, boot_pt1, prep.layout.kernel_pa & ~(MIB - 1), window)
+        end = tables_now(result, prep, result.handoff, "at the end of the boot")
     except BusAbort as exc:          # a report says what it could not read
-        parts.append(f"<p>boot_pt1 could not be read: {escape(str(exc))}</p>")
-    else:
-        parts.append(f"<h3>locore's L1 table boot_pt1 at 0x{boot_pt1:08x}</h3>"
-                     f"<p>KERNVIRTADDR 0x{KERNVIRTADDR:08x} and the {window} MiB after it (LOCORE_MAP_MB) map to the "
-                     "kernel's load address; past the window the kernel's addresses fall through to the identity "
-                     "map.</p>" + _runs_table(runs))
-    h = result.handoff
-    if h is not None and h.kern_pt1:
-        mib = -(-(h.kernel_vm_end - KERNVIRTADDR) // MIB)
-        try:
-            runs = kern_pt1_runs(read_u32, h.kern_pt1, mib)
-        except BusAbort as exc:
-            parts.append(f"<p>kern_pt1 could not be read: {escape(str(exc))}</p>")
-        else:
-            parts.append(f"<h3>pmap_bootstrap's L1 table kern_pt1 at 0x{h.kern_pt1:08x}</h3>"
-                         f"<p>KERNBASE to kernel_vm_end 0x{h.kernel_vm_end:08x} (NKPT2PG={h.nkpt2pg} pages of L2 "
-                         "tables, 4 MiB each): the kernel, its modules and the metadata in 4 KiB pages.</p>"
-                         + _runs_table(runs))
-    else:
-        parts.append("<p>pmap_bootstrap did not hand over its tables: the boot ended before it.</p>")
+        return f"<p>The tables could not be read: {escape(str(exc))}</p>"
+    first = at_handover or end
+    parts = [f"<h3>locore's L1 table boot_pt1 at 0x{first.boot_pt1:08x}</h3>"
+             f"<p>KERNVIRTADDR 0x{KERNVIRTADDR:08x} and the {window} MiB after it (LOCORE_MAP_MB) map to the "
+             "kernel's load address; past the window the kernel's addresses fall through to the identity map.</p>"
+             + _runs_table(first.boot_runs)]
+    if first.kern_runs is None:
+        parts.append(f"<p>No kern_pt1: the boot ended in {escape(result.stage)}, before pmap_bootstrap handed "
+                     "its tables over.</p>")
+        return "\n".join(parts)
+    for tables in (at_handover, end) if at_handover is not None else (end,):
+        pages = sum(r.pages for r in tables.kern_runs)
+        parts.append(f"<h3>pmap_bootstrap's L1 table kern_pt1 at 0x{tables.kern_pt1:08x}, {escape(tables.when)}"
+                     f"</h3><p>KERNBASE to kernel_vm_end 0x{tables.kernel_vm_end:08x} (NKPT2PG={tables.nkpt2pg} "
+                     f"pages of L2 tables, 4 MiB each): {pages} pages of 4 KiB mapped.</p>"
+                     + _runs_table(tables.kern_runs))
     return "\n".join(parts)
 
 
@@ -198,13 +200,13 @@ def _geom(result) -> str:
             "kern.geom.conftxt:</p>" + f"<pre>{escape(geom.conftxt())}</pre>")
 
 
-def build_report(result, timeline=None) -> str:
+def build_report(result, timeline=None, tables: KernelWindowTables | None = None) -> str:
     """The whole page as text."""
     prep = result.prepared
     sections = [_section("outcome", _outcome(result)), _section("diagnosis", _diagnosis(result)),
                 _section("console", f"<pre>{escape(result.console.decode('utf-8', 'replace'))}</pre>"),
                 _section("timeline", _timeline(timeline)), _section("physmem", _physmem(result)),
-                _section("kva", _kva(result)), _section("page-tables", _page_tables(result)),
+                _section("kva", _kva(result)), _section("page-tables", _page_tables(result, tables)),
                 _section("geom", _geom(result))]
     nav = "<nav>" + "".join(f'<a href="#{i}">{escape(t)}</a>' for i, t in SECTIONS) + "</nav>"
     title = f"armboard boot report: {prep.kernconf.ident or 'GENERIC'} on {prep.profile.name}"
@@ -213,8 +215,8 @@ def build_report(result, timeline=None) -> str:
             f"{nav}\n" + "\n".join(sections) + "\n</body>\n</html>\n")
 
 
-def write_report(result, timeline, path: Path) -> None:
-    text = build_report(result, timeline)
+def write_report(result, timeline, path: Path, tables: KernelWindowTables | None = None) -> None:
+    text = build_report(result, timeline, tables)
     try:
         Path(path).write_text(text, encoding="utf-8")
     except OSError as exc:

@@ -91,3 +91,27 @@ def kern_pt1_runs(read_u32: Callable[[int], int], kern_pt1: int, mib: int) -> li
         return "L2 table", first, pages
 
     return _runs("kern_pt1 (pmap_bootstrap)", kern_pt1, KERNVIRTADDR >> 20, mib, read_u32, classify)
+
+
+@dataclass
+class KernelWindowTables:
+    """Both tables' runs at one moment of the boot."""
+
+    when: str
+    boot_pt1: int
+    boot_runs: list[TableRun]
+    kern_pt1: int | None = None
+    kernel_vm_end: int | None = None
+    nkpt2pg: int | None = None
+    kern_runs: list[TableRun] | None = None
+
+
+def read_tables(read_u32: Callable[[int], int], when: str, *, boot_pt1: int, load_pa: int, locore_map_mb: int,
+                handoff=None) -> KernelWindowTables:
+    """boot_pt1 over the window, and kern_pt1 up to kernel_vm_end once pmap_bootstrap has handed over."""
+    tables = KernelWindowTables(when, boot_pt1, boot_pt1_runs(read_u32, boot_pt1, load_pa, locore_map_mb))
+    if handoff is not None and handoff.kern_pt1:
+        mib = -(-(handoff.kernel_vm_end - KERNVIRTADDR) // MIB)
+        tables.kern_pt1, tables.kernel_vm_end, tables.nkpt2pg = handoff.kern_pt1, handoff.kernel_vm_end, handoff.nkpt2pg
+        tables.kern_runs = kern_pt1_runs(read_u32, handoff.kern_pt1, mib)
+    return tables

@@ -9,8 +9,9 @@ How it counts: while a timeline is asked for, a UC_HOOK_BLOCK hook adds each exe
 instructions (ARM state, 4 bytes each: the guest is built -marm) and code hooks mark the first
 instruction of each guest stage. A stage that begins inside a block takes the block's rest, and a block
 an exception cuts short gives back the instructions after the one that took it, so the counts are the
-instructions executed, the same as one line per instruction of `--trace insn`. The cost, only then: about 0.35 us per block, some 20 ms for the default boot's 54,000
-blocks (a boot without --timeline installs no hook). The Python kernel executes no guest instruction;
+instructions executed, the same as one line per instruction of `--trace insn`. The cost, only then:
+about 0.35 us per block, some 20 ms for the default boot's 54,000 blocks (a boot without --timeline
+installs no hook). The Python kernel executes no guest instruction;
 its stages count 0. Virtual time comes from the kernel's VirtualClock where one exists (from init on;
 kmem_stress reports its own); before that it is not defined and is left out (null), never invented.
 The KVA consumers are one computation inside kmeminit: they are listed with their ranges, their time
