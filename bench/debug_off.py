@@ -2,7 +2,8 @@
 
 Traces, the timeline, the report (and the gdb stub) must cost nothing when they are off: the whole
 default boot (rc to halt) of this tree against a temporary git worktree of the base commit, run by the
-same interpreter, alternately, after one warm-up each. Target: ratio within 1.03.
+same interpreter, alternately, after one warm-up each. Target: ratio within 1.03. Then, for the record,
+what a timeline costs when it is asked for (no target).
 
 Usage: python bench/debug_off.py [--pairs N] [--base COMMIT]
 """
@@ -45,6 +46,9 @@ def main() -> None:
             ours, ref = pairs(command(ROOT, "boot"), command(base, "boot"), args.pairs)
             report("default boot, no debug options (vs base)", [w for w, _ in ours], [w for w, _ in ref])
             print(f"(base {args.base[:12]})")
+            timeline = str(Path(tmp) / "timeline.json")
+            ours, ref = pairs(command(ROOT, "boot", "--timeline", timeline), command(ROOT, "boot"), args.pairs)
+            report("boot --timeline FILE.json (vs plain boot)", [w for w, _ in ours], [w for w, _ in ref])
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], check=False)
 
