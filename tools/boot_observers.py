@@ -26,10 +26,10 @@ class BootObservers:
         self.kinds = trace.parse_kinds(args.trace) if args.trace else ()
         self.range = trace.parse_range(args.trace_range) if args.trace_range else None
         self.stages = trace.parse_stages(args.trace_stage) if args.trace_stage else None
-        self.timeline_path: Path | None = args.timeline
+        self.timeline_path = Path(args.timeline) if args.timeline else None
         if self.timeline_path is not None and self.timeline_path.suffix.lower() not in TIMELINE_SUFFIXES:
             raise InputError(f"{self.timeline_path.name}: a timeline is .json, .svg or .png", "--timeline")
-        self.report_path: Path | None = args.report
+        self.report_path = Path(args.report) if args.report else None
         if self.report_path is not None and self.report_path.suffix.lower() not in (".html", ".htm"):
             raise InputError(f"{self.report_path.name}: a report is .html", "--report")
         self.want_timeline = bool(self.timeline_path or self.report_path

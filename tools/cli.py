@@ -108,15 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_nbd_boot_arguments(boot)
     boot.add_argument("--trace", metavar="KINDS",
                       help="trace as QEMU's -d: in_asm,exec,insn,cpu,int,mmu,mmio,hypercall (comma-separated)")
-    boot.add_argument("--trace-file", type=Path, metavar="FILE", help="write the trace to FILE (default stderr)")
+    boot.add_argument("--trace-file", metavar="FILE", help="write the trace to FILE (default stderr)")
     boot.add_argument("--trace-range", metavar="START-END|START+LEN",
                       help="trace only code (and events at a pc) in this address range")
     boot.add_argument("--trace-stage", metavar="STAGE[,STAGE]",
                       help="trace only while these boot stages run (reset, locore, mmu_on, initarm, pmap_bootstrap, "
                            "handover, kmeminit, geom_taste, mountroot, init, ...)")
-    boot.add_argument("--timeline", type=Path, metavar="FILE.json|FILE.svg",
+    boot.add_argument("--timeline", metavar="FILE.json|FILE.svg",
                       help="record the boot timeline: stages with instruction counts, virtual and wall time")
-    boot.add_argument("--report", type=Path, metavar="FILE.html", help="write a self-contained HTML boot report")
+    boot.add_argument("--report", metavar="FILE.html", help="write a self-contained HTML boot report")
     plan = sub.add_parser("plan", help="predict a boot without running the CPU: stages, KVA layout, kmem")
     add_config_arguments(plan)
     plan.add_argument("--picture", type=Path, metavar="FILE.svg", help="draw the KVA layout as SVG")
