@@ -11,6 +11,7 @@ Usage: python bench/debug_off.py [--pairs N] [--base COMMIT]
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -20,8 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import ROOT, pairs, report  # noqa: E402
 
-# `git merge-base HEAD main` when issue 12's trace work began (main's "mi_startup as named steps").
-BASE = "2fac17f0309796b7ec60507dc5fb009177d856db"
+# `git merge-base HEAD main` when issue 12's trace work began (main's "mi_startup as named steps"). The
+# default is the merge base now: after a rebase it is the tree this branch's changes apply to.
+STARTED_FROM = "2fac17f0309796b7ec60507dc5fb009177d856db"
 PACKAGES = ("board", "kernel_sim", "tools")
 LAUNCH = "import sys; sys.path.insert(0, sys.argv.pop(1)); from tools.cli import main; sys.exit(main(sys.argv[1:]))"
 
@@ -34,9 +36,15 @@ def command(tree: Path, *argv: str) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pairs", type=int, default=11)
-    parser.add_argument("--base", default=BASE, help="the commit to compare against")
+    parser.add_argument("--base", help="the commit to compare against (default: git merge-base HEAD main; "
+                                       f"issue 12 began from {STARTED_FROM[:12]})")
     args = parser.parse_args()
+    if args.base is None:
+        args.base = subprocess.run(["git", "-C", str(ROOT), "merge-base", "HEAD", "main"], capture_output=True,
+                                   text=True, check=True).stdout.strip()
     with tempfile.TemporaryDirectory(prefix="armboard-base-") as tmp:
+        # A cache of their own: other checkouts of this user write theirs into ~/.cache/armboard meanwhile.
+        os.environ["ARMBOARD_CACHE"] = str(Path(tmp) / "cache")
         base = Path(tmp) / "base"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(base), args.base], check=True)
         try:

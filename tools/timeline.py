@@ -223,6 +223,9 @@ class Recorder:
     # ------------------------------------------------------------------ end
     def finish(self, result=None) -> Timeline:
         """Close the last stage, remove every hook, note how the boot ended."""
+        stop = getattr(result, "stop", None)
+        if stop is not None and stop.kind == "breakpoint":
+            self.insns -= self._unrun(self.machine.pc)      # a stop point stops before its instruction runs
         self._close(self.insns, self.clock() - self.t0)
         self._list_kva()
         for sub in self._subs:

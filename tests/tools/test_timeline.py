@@ -77,6 +77,19 @@ def test_an_exception_cut_block_counts_what_ran(loader_conf):
     assert timeline.outcome["stage"] == "initarm" and timeline.outcome["exit_code"] == 1
 
 
+def test_a_stop_point_ends_the_count_before_its_instruction():
+    _result, full, _ = record(stop_at="handover")
+    result, stopped, _ = record(stop_at="parse_metadata")
+    assert result.status == "stopped"
+    upto = {r.name: r.instructions for r in full.stages()}
+    counts = {r.name: r.instructions for r in stopped.stages()}
+    assert list(counts) == ["reset", "locore", "mmu_on", "initarm"]
+    assert [counts[n] for n in ("reset", "locore", "mmu_on")] == [upto[n] for n in ("reset", "locore", "mmu_on")]
+    assert 0 < counts["initarm"] < upto["initarm"]
+    _result, at_stage, _ = record(stop_at="pmap_bootstrap")   # a stop point on a stage's first instruction
+    assert at_stage.instructions == sum(upto[n] for n in ("reset", "locore", "mmu_on", "initarm"))
+
+
 def test_kva_consumers_and_processes_sit_under_their_stage():
     result, timeline, _ = record()
     kva = [r for r in timeline.rows if r.kind == "kva"]
