@@ -293,7 +293,8 @@ def timeline_figure(timeline, max_rows: int = 60):
             note += f"{', ' if note else ''}{r.virtual:.3f} s virtual"
         if note:
             ax.text(start + width + total * 0.005, i, note, va="center", fontsize=7)
-    ax.set_yticks(range(len(rows)), [("    " if r.parent else "") + r.name for r in rows])
+    depth = timeline.depths()
+    ax.set_yticks(range(len(rows)), ["    " * depth[r.name] + r.name for r in rows])
     ax.set_ylim(len(rows) - 0.4, -0.6)
     ax.set_xlim(0, total * 1.15)
     ax.set_xlabel("wall time since the board started (ms)")
@@ -301,6 +302,6 @@ def timeline_figure(timeline, max_rows: int = 60):
     ax.legend(handles=[Patch(color=STAGE_COLOURS["guest"], label="guest ARM code"),
                        Patch(color=STAGE_COLOURS["kernel"], label="Python kernel step"),
                        Patch(color=STAGE_COLOURS["process"], label="process (init, rc)")],
-              loc="lower right", fontsize=7)
+              loc="upper right", fontsize=7)
     fig.tight_layout()
     return fig

@@ -81,11 +81,23 @@ class Timeline:
         return {"stages": [asdict(r) for r in self.rows], "instructions": self.instructions, "wall": self.wall,
                 "outcome": self.outcome, "processes_not_listed": self.processes_not_listed}
 
+    def depths(self) -> dict[str, int]:
+        """How deep each row sits under its parents (a stage 0, a KVA consumer or init's child 1, ...)."""
+        parents = {r.name: r.parent for r in self.rows}
+        out = {}
+        for r in self.rows:
+            depth, parent = 0, r.parent
+            while parent is not None and depth < len(self.rows):
+                depth, parent = depth + 1, parents.get(parent)
+            out[r.name] = depth
+        return out
+
     def text(self) -> str:
         """The table the monitor's `timeline` prints."""
         lines = [f"{'stage':<40} {'instructions':>12} {'wall ms':>9} {'virtual s':>9}  detail"]
+        depth = self.depths()
         for r in self.rows:
-            name = ("  " if r.parent else "") + r.name
+            name = "  " * depth[r.name] + r.name
             wall = "-" if r.wall is None else f"{r.wall * 1e3:.2f}"
             virtual = "-" if r.virtual is None else f"{r.virtual:.3f}"
             detail = r.detail or r.title
