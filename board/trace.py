@@ -162,7 +162,7 @@ class Events:
         elif kind == "cp15":
             hook = m._guarded(self._cp15_hook(fn))
             handles += [uc.hook_add(UC_HOOK_CODE, hook, begin=site, end=site) for site in sorted(set(sites))]
-        if handles and m._running:
+        if handles:
             uc.ctl_flush_tb()       # blocks translated before the hook existed would not call it
         sub = Subscription(self, kind, fn, handles)
         self.subscribers[kind].append(sub)
@@ -174,6 +174,8 @@ class Events:
             subs.remove(sub)
             for handle in sub.handles:
                 self.machine.uc.hook_del(handle)
+            if sub.handles and not self.machine._running:
+                self.machine.uc.ctl_flush_tb()   # nor may a block translated with the hook keep calling it
             sub.handles = []
 
     def _cp15_hook(self, fn: Callable[[Cp15Write], None]) -> Callable:

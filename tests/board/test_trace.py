@@ -54,6 +54,21 @@ def test_blocks_and_instructions_are_counted_and_stop_with_the_subscriber():
     assert bus.subscribers["block"] == [] and bus.subscribers["insn"] == []
 
 
+def test_a_hook_added_after_code_ran_sees_that_code_run_again():
+    # Unicorn calls a hook only from blocks translated after it was added: subscribing drops them.
+    code = words(0xE3A02003, 0xE2522001, 0x1AFFFFFD, *EXIT)
+    m = machine(code)
+    assert m.run(RAM, timeout=5).kind == "exit"
+    blocks: list[int] = []
+    sub = Events.of(m).subscribe("block", lambda a, s: blocks.append(a))
+    assert m.run(RAM, timeout=5).kind == "exit"
+    assert blocks and blocks[0] == RAM
+    sub.cancel()
+    blocks.clear()
+    m.run(RAM, timeout=5)
+    assert blocks == []
+
+
 def test_an_instruction_range_limits_the_hook():
     code = words(0xE3A02003, 0xE2522001, 0x1AFFFFFD, *EXIT)
     m = machine(code)
