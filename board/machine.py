@@ -195,6 +195,8 @@ class Machine:
             self.devices[spec.name] = dev
             self.uc.mmio_map(spec.base, spec.size, self._mmio_read, dev, self._mmio_write, dev)
         self.hypercall_handler: HypercallHandler | None = None
+        # board.trace.Events once someone listens (it is never imported otherwise); until then nothing is emitted.
+        self.events = None
         self.fault_classifier = fault_classifier
         self.faults: list[Fault] = []
         self.wall_seconds = 0.0
@@ -226,9 +228,14 @@ class Machine:
         return hook
 
     def _mmio_read(self, uc: Uc, offset: int, size: int, dev: PL011) -> int:
-        return dev.read(offset, size)
+        value = dev.read(offset, size)
+        if self.events is not None:
+            self.events.mmio(dev.name, dev.base + offset, offset, size, value, False)
+        return value
 
     def _mmio_write(self, uc: Uc, offset: int, size: int, value: int, dev: PL011) -> None:
+        if self.events is not None:
+            self.events.mmio(dev.name, dev.base + offset, offset, size, value, True)
         dev.write(offset, size, value)
 
     def _stop(self, stop: Stop) -> None:
@@ -253,6 +260,12 @@ class Machine:
     def _on_svc(self, pc: int) -> None:
         code = self.read_virtual(pc - 4, 4)
         imm = struct.unpack("<I", code)[0] & 0xFFFFFF if code else None
+        if self.events is not None and imm in (SEMIHOSTING_IMM, HYPERCALL_IMM):
+            uc = self.uc
+            if imm == SEMIHOSTING_IMM:
+                self.events.gate(pc - 4, imm, uc.reg_read(UC_ARM_REG_R0), uc.reg_read(UC_ARM_REG_R1))
+            else:
+                self.events.gate(pc - 4, imm, uc.reg_read(UC_ARM_REG_R7), uc.reg_read(UC_ARM_REG_R0))
         if imm == SEMIHOSTING_IMM:
             self._semihosting()
         elif imm == HYPERCALL_IMM and self.hypercall_handler is not None:
@@ -261,7 +274,7 @@ class Machine:
             if result is not None:
                 self._stop(Stop("hypercall", nr, value=result))
         else:
-            exc.enter(self.uc, self.cp15, exc.SVC, pc)
+            self._enter(exc.SVC, pc)
 
     def _semihosting(self) -> None:
         op = self.uc.reg_read(UC_ARM_REG_R0)
@@ -288,16 +301,22 @@ class Machine:
             va = va if va is not None else 0
             fsr = self._classify(va, access) | (exc.FSR_WNR if is_write else 0)
             self.faults.append(Fault("data abort", pc, va, fsr, access=access))
-            exc.enter(self.uc, self.cp15, exc.DATA_ABORT, pc, fsr=fsr, far=va)
+            self._enter(exc.DATA_ABORT, pc, fsr=fsr, far=va)
         else:
             fsr = self._classify(pc, "fetch")
             self.faults.append(Fault("prefetch abort", pc, pc, fsr, access="fetch"))
-            exc.enter(self.uc, self.cp15, exc.PREFETCH_ABORT, pc, fsr=fsr, far=pc)
+            self._enter(exc.PREFETCH_ABORT, pc, fsr=fsr, far=pc)
+
+    def _enter(self, vector: exc.Vector, pc: int, *, fsr: int | None = None, far: int | None = None) -> None:
+        """Exception entry (board/exceptions.py), told to whoever listens."""
+        new_pc = exc.enter(self.uc, self.cp15, vector, pc, fsr=fsr, far=far)
+        if self.events is not None:
+            self.events.exception(vector, pc, fsr, far, new_pc)
 
     def _on_invalid(self, uc: Uc, _user: object) -> bool:
         pc = uc.reg_read(UC_ARM_REG_PC)
         self.faults.append(Fault("undefined instruction", pc, None, None))
-        exc.enter(uc, self.cp15, exc.UNDEFINED, pc)
+        self._enter(exc.UNDEFINED, pc)
         return True
 
     # ------------------------------------------------------------------ flash
@@ -315,9 +334,14 @@ class Machine:
         bank.mapped_as = want
 
     def _flash_read(self, uc: Uc, offset: int, size: int, dev: CfiFlash) -> int:
-        return dev.read(offset, size)
+        value = dev.read(offset, size)
+        if self.events is not None:
+            self.events.mmio(dev.name, self.flash[dev.name].base + offset, offset, size, value, False)
+        return value
 
     def _flash_write(self, uc: Uc, offset: int, size: int, value: int, dev: CfiFlash) -> None:
+        if self.events is not None:
+            self.events.mmio(dev.name, self.flash[dev.name].base + offset, offset, size, value, True)
         dev.write(offset, size, value)
 
     def _flash_mode_changed(self, name: str) -> None:
@@ -330,13 +354,18 @@ class Machine:
         """A load by a device driver of the Python kernel: memory or device, as the CPU would see it."""
         bank = self.flash_at(pa)
         if bank is not None:
-            return bank.device.read(pa - bank.base, size)
+            value = bank.device.read(pa - bank.base, size)
+            if self.events is not None:
+                self.events.mmio(bank.name, pa, pa - bank.base, size, value, False, "bus")
+            return value
         return int.from_bytes(self.phys.read(pa, size), "little")
 
     def bus_write(self, pa: int, size: int, value: int) -> None:
         """A store by a device driver of the Python kernel (flash commands go to the device)."""
         bank = self.flash_at(pa)
         if bank is not None:
+            if self.events is not None:
+                self.events.mmio(bank.name, pa, pa - bank.base, size, value, True, "bus")
             bank.device.write(pa - bank.base, size, value)
             return
         self.phys.write(pa, value.to_bytes(size, "little"))
@@ -367,6 +396,8 @@ class Machine:
         privileged = (uc.reg_read(UC_ARM_REG_CPSR) & 0x1F) != exc.MODE_USR
         self.tlb_fills += 1
         answer = self.tlb_fill(self, va, kind, privileged)
+        if self.events is not None:
+            self.events.tlb_fill(va, kind, answer)
         if isinstance(answer, tuple):
             if not self.decodes(answer[0]):
                 answer = exc.FSR_SYNC_EXTERNAL   # translated, but nothing answers on the bus
@@ -381,7 +412,7 @@ class Machine:
         pc = self.uc.reg_read(UC_ARM_REG_PC)
         if kind == "fetch":
             self.faults.append(Fault("prefetch abort", pc, pc, fsr, access="fetch"))
-            exc.enter(self.uc, self.cp15, exc.PREFETCH_ABORT, pc, fsr=fsr, far=pc)
+            self._enter(exc.PREFETCH_ABORT, pc, fsr=fsr, far=pc)
             return
         from .faultaddr import data_address
 
@@ -390,14 +421,14 @@ class Machine:
             va = va_page
         fsr |= exc.FSR_WNR if kind == "write" else 0
         self.faults.append(Fault("data abort", pc, va, fsr, access=kind))
-        exc.enter(self.uc, self.cp15, exc.DATA_ABORT, pc, fsr=fsr, far=va)
+        self._enter(exc.DATA_ABORT, pc, fsr=fsr, far=va)
 
     def _external_abort(self, pa: int, kind: str) -> None:
         """Nothing behind a physical address: a synchronous external abort for the guest."""
         pc = self.uc.reg_read(UC_ARM_REG_PC)
         if kind == "fetch":
             self.faults.append(Fault("prefetch abort", pc, pc, exc.FSR_SYNC_EXTERNAL, pa, "fetch"))
-            exc.enter(self.uc, self.cp15, exc.PREFETCH_ABORT, pc, fsr=exc.FSR_SYNC_EXTERNAL, far=pc)
+            self._enter(exc.PREFETCH_ABORT, pc, fsr=exc.FSR_SYNC_EXTERNAL, far=pc)
             return
         from .faultaddr import data_address
 
@@ -408,7 +439,7 @@ class Machine:
             va = (va & ~0xFFF) | (pa & 0xFFF)   # the word of a multiple transfer that faulted
         fsr = exc.FSR_SYNC_EXTERNAL | (exc.FSR_WNR if kind == "write" else 0)
         self.faults.append(Fault("data abort", pc, va, fsr, pa, kind))
-        exc.enter(self.uc, self.cp15, exc.DATA_ABORT, pc, fsr=fsr, far=va)
+        self._enter(exc.DATA_ABORT, pc, fsr=fsr, far=va)
 
     # ------------------------------------------------------------------ run loop
     def run(self, pc: int, *, timeout: float | None = None) -> Stop:

@@ -28,12 +28,13 @@ UC_ERR_WRITE_PROT, UC_ERR_EXCEPTION = 12, 21
 UC_PROT_READ, UC_PROT_WRITE, UC_PROT_EXEC, UC_PROT_ALL = 1, 2, 4, 7
 UC_MEM_READ, UC_MEM_WRITE, UC_MEM_FETCH = 16, 17, 18
 UC_MEM_READ_UNMAPPED, UC_MEM_WRITE_UNMAPPED, UC_MEM_FETCH_UNMAPPED, UC_MEM_WRITE_PROT = 19, 20, 21, 22
-UC_HOOK_INTR, UC_HOOK_CODE = 1, 4
+UC_HOOK_INTR, UC_HOOK_CODE, UC_HOOK_BLOCK = 1, 4, 8
+UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE = 1024, 2048   # valid accesses (traces only: they slow every access)
 UC_HOOK_MEM_READ_UNMAPPED, UC_HOOK_MEM_WRITE_UNMAPPED, UC_HOOK_MEM_FETCH_UNMAPPED = 16, 32, 64
 UC_HOOK_MEM_WRITE_PROT, UC_HOOK_INSN_INVALID, UC_HOOK_TLB_FILL = 256, 16384, 131072
 UC_CTL_IO_WRITE = 1
 UC_CTL_UC_USE_EXITS, UC_CTL_UC_EXITS, UC_CTL_CPU_MODEL = 4, 6, 7
-UC_CTL_TB_REMOVE_CACHE, UC_CTL_TLB_FLUSH, UC_CTL_TLB_TYPE = 9, 11, 12
+UC_CTL_TB_REMOVE_CACHE, UC_CTL_TB_FLUSH, UC_CTL_TLB_FLUSH, UC_CTL_TLB_TYPE = 9, 10, 11, 12
 UC_TLB_CPU, UC_TLB_VIRTUAL = 0, 1
 # arm_const.py
 UC_CPU_ARM_CORTEX_A15 = 17
@@ -78,6 +79,7 @@ _uc_mem_unmap = _proto("uc_mem_unmap", _int, _vp, _u64, _size)
 _uc_mem_read = _proto("uc_mem_read", _int, _vp, _u64, _vp, _size)
 _uc_mem_write = _proto("uc_mem_write", _int, _vp, _u64, _vp, _size)
 _uc_mmio_map = _proto("uc_mmio_map", _int, _vp, _u64, _size, _vp, _vp, _vp, _vp)
+_uc_hook_del = _proto("uc_hook_del", _int, _vp, _size)
 _uc_hook_add = lib.uc_hook_add      # variadic: arguments converted per call
 _uc_hook_add.restype = _int
 _uc_ctl = lib.uc_ctl                # variadic
@@ -107,6 +109,7 @@ class _CpReg(ctypes.Structure):
 _HOOK_INTR = ctypes.CFUNCTYPE(None, _vp, _u32, _vp)
 _HOOK_CODE = ctypes.CFUNCTYPE(None, _vp, _u64, _u32, _vp)
 _HOOK_INSN_INVALID = ctypes.CFUNCTYPE(ctypes.c_bool, _vp, _vp)
+_HOOK_MEM = ctypes.CFUNCTYPE(None, _vp, _int, _u64, _int, ctypes.c_int64, _vp)
 _HOOK_MEM_INVALID = ctypes.CFUNCTYPE(ctypes.c_bool, _vp, _int, _u64, _int, ctypes.c_int64, _vp)
 _HOOK_TLB_FILL = ctypes.CFUNCTYPE(ctypes.c_bool, _vp, _u64, _int, ctypes.POINTER(TlbEntry), _vp)
 _MMIO_READ = ctypes.CFUNCTYPE(_u64, _vp, _u64, ctypes.c_uint, _vp)
@@ -150,6 +153,10 @@ class Uc:
     def ctl_set_exits(self, exits: Sequence[int]) -> None:
         arr = (_u64 * len(exits))(*exits)
         _check(_uc_ctl(self._uch, _ctl_code(UC_CTL_UC_EXITS, 2), ctypes.cast(arr, _vp), _size(len(arr))))
+
+    def ctl_flush_tb(self) -> None:
+        """Drop every translated block: a hook added now reaches code translated before it."""
+        _check(_uc_ctl(self._uch, _ctl_code(UC_CTL_TB_FLUSH, 0)))
 
     def ctl_remove_cache(self, begin: int, end: int) -> None:
         _check(_uc_ctl(self._uch, _ctl_code(UC_CTL_TB_REMOVE_CACHE, 2), _u64(begin), _u64(end)))
@@ -205,10 +212,12 @@ class Uc:
                  end: int = 0) -> int:
         if htype == UC_HOOK_INTR:
             cb = _HOOK_INTR(lambda _h, intno, _u: callback(self, intno, user_data))
-        elif htype == UC_HOOK_CODE:
+        elif htype in (UC_HOOK_CODE, UC_HOOK_BLOCK):
             cb = _HOOK_CODE(lambda _h, addr, size, _u: callback(self, addr, size, user_data))
         elif htype == UC_HOOK_INSN_INVALID:
             cb = _HOOK_INSN_INVALID(lambda _h, _u: bool(callback(self, user_data)))
+        elif htype & (UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE) and not htype & ~(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE):
+            cb = _HOOK_MEM(lambda _h, acc, addr, size, val, _u: callback(self, acc, addr, size, val, user_data))
         elif htype & _MEM_HOOKS and not htype & ~_MEM_HOOKS:
             cb = _HOOK_MEM_INVALID(lambda _h, acc, addr, size, val, _u:
                                    bool(callback(self, acc, addr, size, val, user_data)))
@@ -222,6 +231,11 @@ class Uc:
         _check(_uc_hook_add(self._uch, ctypes.byref(handle), _int(htype), ctypes.cast(cb, _vp), None,
                             _u64(begin), _u64(end)))
         return handle.value
+
+    def hook_del(self, handle: int) -> None:
+        """Remove a hook. Its ctypes callback stays in `_keep` until the engine closes: Unicorn frees a
+        deleted hook only when the current emu_start returns, and may call it until then."""
+        _check(_uc_hook_del(self._uch, handle))
 
     # -- running
     def emu_start(self, begin: int, until: int, timeout: int = 0, count: int = 0) -> None:

@@ -338,8 +338,7 @@ class StopPoint(namedtuple("StopPoint", "name addresses")):
 
 def physical_alias(image: GuestImage, va: int) -> int | None:
     """The physical address of a kernel VA, through the PT_LOAD segment holding it (None outside)."""
-    seg = next((s for s in image.segments if s.vaddr <= va < s.vaddr + s.memsz), None)
-    return None if seg is None else va - seg.vaddr + seg.paddr
+    return image.physical_alias(va)
 
 
 def stop_point(image: GuestImage, spec: str) -> StopPoint | None:

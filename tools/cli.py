@@ -106,6 +106,17 @@ def build_parser() -> argparse.ArgumentParser:
     from tools.nbd_cmd import add_boot_arguments as add_nbd_boot_arguments
 
     add_nbd_boot_arguments(boot)
+    boot.add_argument("--trace", metavar="KINDS",
+                      help="trace as QEMU's -d: in_asm,exec,insn,cpu,int,mmu,mmio,hypercall (comma-separated)")
+    boot.add_argument("--trace-file", metavar="FILE", help="write the trace to FILE (default stderr)")
+    boot.add_argument("--trace-range", metavar="START-END|START+LEN",
+                      help="trace only code (and events at a pc) in this address range")
+    boot.add_argument("--trace-stage", metavar="STAGE[,STAGE]",
+                      help="trace only while these boot stages run (reset, locore, mmu_on, initarm, pmap_bootstrap, "
+                           "handover, kmeminit, geom_taste, mountroot, init, ...)")
+    boot.add_argument("--timeline", metavar="FILE.json|FILE.svg",
+                      help="record the boot timeline: stages with instruction counts, virtual and wall time")
+    boot.add_argument("--report", metavar="FILE.html", help="write a self-contained HTML boot report")
     plan = sub.add_parser("plan", help="predict a boot without running the CPU: stages, KVA layout, kmem")
     add_config_arguments(plan)
     plan.add_argument("--picture", type=Path, metavar="FILE.svg", help="draw the KVA layout as SVG")
@@ -196,16 +207,31 @@ def cmd_boot(args: argparse.Namespace) -> int:
             console_file.close()
 
 
+def _records(args: argparse.Namespace) -> bool:
+    """Whether this boot asks for a trace, a timeline or a report (tools/boot_observers.py); checked here
+    so that a boot that asks for none imports nothing of them."""
+    return bool(args.trace or args.trace_file or args.trace_range or args.trace_stage or args.timeline
+                or args.report or any(c.split()[:1] == ["timeline"] for c in args.monitor_commands))
+
+
 def _boot_and_monitor(args: argparse.Namespace, prepared, nbd=None) -> int:
     from kernel_sim import boot as boot_mod
 
+    observers = None
     machine = None
+    if _records(args):       # traces, timelines and reports load only when asked for
+        from tools.boot_observers import BootObservers
+
+        observers = BootObservers(args)
+        machine = observers.attach(prepared)
     if nbd is not None:             # the machine first, so its flash banks and RAM are served while it runs
-        machine = boot_mod.build_machine(prepared)
+        machine = machine or boot_mod.build_machine(prepared)
         nbd.attach_machine(machine)
     result = boot_mod.run(prepared, machine)
     if nbd is not None:
         nbd.attach_kernel(result.startup)
+    if observers is not None:
+        observers.finish(result)
     if args.json:
         import json
 
@@ -222,6 +248,9 @@ def _boot_and_monitor(args: argparse.Namespace, prepared, nbd=None) -> int:
         monitor.add_mem_commands(startup)
         if nbd is not None:
             monitor.nbd, monitor.waiting = nbd, nbd.waiting
+        from tools.monitor_timeline import add_timeline_commands
+
+        add_timeline_commands(monitor, observers.timeline if observers is not None else None)
         for command in args.monitor_commands:
             try:
                 monitor.run(command)

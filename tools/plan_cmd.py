@@ -87,13 +87,10 @@ def cmd_plan(args: argparse.Namespace, request) -> int:
 
 def _draw(path: Path, prep, plan) -> None:
     """The KVA layout, or, when the boot is predicted to fail before there is one, the boot layout."""
-    from tools.pictures import bars_png, bars_svg, boot_layout_bars, kva_bars, write_picture
+    from tools.pictures import plan_figure, save_figure
 
-    if plan.kva is not None:
-        picture = kva_bars(plan)
-    else:
-        picture = boot_layout_bars(prep, plan)
+    if plan.kva is None:
         print(f"armboard: --picture: no KVA layout: the boot is predicted to fail in {plan.stage}, before "
               f"vm_ksubmap_init; {path} shows the boot layout (kernel, modules and metadata against "
               "LOCORE_MAP_MB and NKPT2PG)", file=sys.stderr)
-    write_picture(path, lambda: bars_svg(*picture), lambda out: bars_png(*picture, out), "--picture")
+    save_figure(plan_figure(prep, plan), path, "--picture")

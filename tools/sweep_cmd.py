@@ -217,10 +217,9 @@ def cmd_sweep(args: argparse.Namespace, base_request) -> int:
         wall = time.perf_counter() - start
     write_outputs(rows, out, args.json_out)
     if args.plot is not None:
-        from tools.pictures import heatmap_png, heatmap_svg, write_picture
+        from tools.pictures import heatmap_figure, save_figure
 
-        cells = heatmap_cells(rows, dims, physmem)
-        write_picture(args.plot, lambda: heatmap_svg(*cells), lambda path: heatmap_png(*cells, path), "--plot")
+        save_figure(heatmap_figure(*heatmap_cells(rows, dims, physmem)), args.plot, "--plot")
     booted = sum(1 for r in rows if str(r["exit_code"]) == "0")
     disagree = [r for r in rows if str(r["plan_agrees"]) not in ("True", "true", "1")]
     print(f"{len(rows)} points ({len(todo)} booted now in {wall:.1f} s with {jobs} worker(s), "

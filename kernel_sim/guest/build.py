@@ -48,6 +48,11 @@ class GuestImage(namedtuple("GuestImage", "elf_path entry segments symbols")):
         """VA just past the highest loaded byte (&_end)."""
         return max(s.vaddr + s.memsz for s in self.segments)
 
+    def physical_alias(self, va: int) -> int | None:
+        """The physical address of a kernel VA, through the PT_LOAD segment holding it (None outside)."""
+        seg = next((s for s in self.segments if s.vaddr <= va < s.vaddr + s.memsz), None)
+        return None if seg is None else va - seg.vaddr + seg.paddr
+
     def symbol_at(self, va: int) -> str | None:
         """Name of the function or object containing va, as 'name+0xoff'."""
         best = None

@@ -39,6 +39,7 @@ _start:
 	ldr	r7, [r7]
 
 	/* build_pagetables: VA = PA for all 4096 sections. */
+build_pagetables:			/* a label for the boot timeline and traces (locore-v6.S names it so) */
 	mov	r1, #0
 	ldr	r3, =PTE1_KERN
 1:	orr	r2, r3, r1, lsl #20
@@ -62,6 +63,7 @@ _start:
 	b	2b
 3:
 	/* init_mmu: TTBR0, TTBCR, DACR (all domains client), TEX remap (PRRR/NMRR), AFE and TRE. */
+init_mmu:
 	mcr	p15, 0, r6, c2, c0, 0		/* TTBR0 */
 	mov	r0, #0
 	mcr	p15, 0, r0, c2, c0, 2		/* TTBCR */

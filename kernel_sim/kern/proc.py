@@ -74,6 +74,9 @@ class ProcTable:
         self.next_tid += 1
         self.procs[0] = proc0
         self.kstacks_allocated = 0
+        # EVENTHANDLER(9)'s process_fork (proc, parent pid) and process_exit (proc) lists, as FreeBSD's
+        # kern_fork.c and kern_exit.c invoke them: the boot timeline hears each command this way.
+        self.eventhandlers: dict[str, list[Callable]] = {"process_fork": [], "process_exit": []}
 
     def vm_thread_new(self) -> Thread:
         """Map a kernel stack: KVA for the stack and its guard page, then the stack's pages."""
@@ -105,6 +108,8 @@ class ProcTable:
         proc = Proc(self.next_pid, comm, [thread])
         self.next_pid += 1
         self.procs[proc.pid] = proc
+        for handler in self.eventhandlers["process_fork"]:
+            handler(proc, parent)
         return proc
 
     def exit(self, pid: int) -> None:
@@ -115,6 +120,8 @@ class ProcTable:
         proc = self.procs.pop(pid, None)
         if proc is None:
             raise ValueError(f"no process {pid}")
+        for handler in self.eventhandlers["process_exit"]:
+            handler(proc)
         for thread in proc.threads:
             if not thread.pages:
                 continue

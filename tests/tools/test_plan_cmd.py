@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-import re
+import xml.etree.ElementTree as ET
 
+import matplotlib.colors
 import pytest
 
 from tools.cli import main
@@ -23,12 +24,24 @@ def test_picture_of_a_boot_that_fails_in_initarm_draws_the_boot_layout(tmp_path,
     assert len(lines) == 1 and lines[0].startswith("armboard: --picture: no KVA layout")
     assert "fail in initarm" in lines[0] and str(picture) in lines[0]
     svg = picture.read_text()
-    assert svg.startswith("<svg") and "LOCORE_MAP_MB=1 (needs 18)" in svg and "NKPT2PG=32 (needs 5)" in svg
-    # locore's 1 MiB window is drawn red (short of the kernel end), NKPT2PG's 128 MiB green
-    window = re.search(r'LOCORE_MAP_MB=1 \(needs 18\)</text>\n<rect [^>]*fill="([^"]+)"', svg)
-    tables = re.search(r'NKPT2PG=32 \(needs 5\)</text>\n<rect [^>]*fill="([^"]+)"', svg)
-    assert window is not None and tables is not None
-    assert (window.group(1), tables.group(1)) == ("#cc4444", "#55aa55")
+    assert ET.fromstring(svg).tag.endswith("svg")
+    assert "LOCORE_MAP_MB=1 (needs 18)" in svg and "NKPT2PG=32 (needs 5)" in svg
+    assert "LOCORE_MAP_MB window end 0xc0100000" in svg and "kernel end (MODINFOMD_KERNEND) 0xc1102000" in svg
+
+
+def test_the_boot_layout_draws_a_short_window_red_and_enough_l2_pages_green():
+    from kernel_sim.boot import BootRequest, prepare
+    from kernel_sim.plan import plan_boot
+    from tools.pictures import FITS, boot_layout_figure
+
+    prep = prepare(BootRequest(kernel_footprint="9M", overrides=["LOCORE_MAP_MB=1"]))
+    fig = boot_layout_figure(prep, plan_boot(prep))
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    bars = ax.patches
+    colour = {labels[round(b.get_y() + b.get_height() / 2)]: matplotlib.colors.to_hex(b.get_facecolor()) for b in bars}
+    assert colour["LOCORE_MAP_MB=1 (needs 18)"] == FITS[False]
+    assert colour["NKPT2PG=32 (needs 5)"] == FITS[True]
 
 
 def test_picture_of_a_pmap_bootstrap_failure_with_json_keeps_stdout_json(tmp_path, capsys):
