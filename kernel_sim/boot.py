@@ -271,7 +271,11 @@ def prepare(request: BootRequest) -> PreparedBoot:
     return PreparedBoot(request, profile, kernconf, loader, image, plan, config, options, swap, md_vnodes, flash)
 
 
-def build_machine(prep: PreparedBoot) -> Machine:
+def build_machine(prep: PreparedBoot, *, private_flash: bool = False) -> Machine:
+    """The board of `prep` with the kernel, its configuration and modules in RAM, at reset.
+
+    `private_flash` maps each flash image copy-on-write: programs and erases work but never reach the
+    file (a sweep: every point starts from the same image, and no point changes the user's file)."""
     # The board (and libunicorn with it) loads here, not at import: `plan` prepares a boot without one.
     from board.devices.flash_image import FlashImage
     from board.machine import Machine
@@ -281,8 +285,11 @@ def build_machine(prep: PreparedBoot) -> Machine:
     layout = prep.layout
     overlays = tuple(FileOverlay(pa, path) for pa, path in layout.overlays)
 
-    # MAP_SHARED: every completed program or erase is in the file even if armboard is killed.
-    images = {name: FlashImage.open(path, durable=False) for name, path in prep.flash.items()}
+    if private_flash:
+        images = {name: _private_flash(path) for name, path in prep.flash.items()}
+    else:
+        # MAP_SHARED: every completed program or erase is in the file even if armboard is killed.
+        images = {name: FlashImage.open(path, durable=False) for name, path in prep.flash.items()}
     machine = Machine(prep.profile, layout.ram_size, console=prep.request.console, overlays=overlays,
                       flash_images=images, swap=prep.swap,
                       fault_classifier=classify_fault,
@@ -291,6 +298,18 @@ def build_machine(prep: PreparedBoot) -> Machine:
     write_config(machine.phys, prep.image, prep.config)
     load_modules(machine.phys, layout)
     return machine
+
+
+def _private_flash(path: Path):
+    """A writable flash image over a copy-on-write mapping of the file: writes stay in this process."""
+    import mmap
+
+    from board.devices.flash_image import FlashImage
+
+    with open(path, "rb") as f:
+        size = f.seek(0, 2)
+        host = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY)
+    return FlashImage(host, size, path=str(path), writable=True, durable=False)
 
 
 def _minimal_fdt(model: str) -> bytes:
@@ -366,11 +385,31 @@ def run(prep: PreparedBoot, machine: Machine | None = None) -> BootResult:
 
     A `--stop-at` symbol or address the CPU never executes makes the boot end with exit status 1 and
     says so (after the hand-over only Python runs: no guest instruction can reach it any more)."""
+    return finish(start(prep, machine))
+
+
+def start(prep: PreparedBoot, machine: Machine | None = None) -> BootResult:
+    """The guest's part of run(): from reset until the guest hands over (status "handover", to be
+    finished) or ends the boot itself. Nothing after the hand-over has run, so a sweep can fork here
+    and finish the copies with points whose pre-hand-over inputs are the same."""
     machine = machine or build_machine(prep)
     point = stop_point(prep.image, prep.request.stop_at)
     for address in point.addresses if point else ():
         machine.add_breakpoint(address)
-    result = _boot(prep, machine, point)
+    return _boot(prep, machine, point)
+
+
+def finish(result: BootResult, prep: PreparedBoot | None = None) -> BootResult:
+    """The rest of run() after start(): the Python kernel from the hand-over, then the stop point's
+    verdict. `prep` replaces the start's for the Python kernel (its options, environment, userland)."""
+    if prep is not None:
+        result.prepared = prep
+    prep = result.prepared
+    if result.status == "handover":
+        result.status = "failed"
+        assert result.handoff is not None
+        result = _after_handover(result, result.handoff)
+    point = stop_point(prep.image, prep.request.stop_at)
     if point is not None and result.status != "stopped":
         result.message = (f"The stop point {point.describe()} was never reached; the boot ended in "
                           f"{result.stage}: {result.message}")
@@ -418,7 +457,8 @@ def _boot(prep: PreparedBoot, machine: Machine, point: StopPoint | None) -> Boot
     assert isinstance(event, GateEvent)
     result.event = event
     if event.kind == "handover" and event.handoff is not None:
-        return _after_handover(result, event.handoff)
+        result.handoff, result.status, result.stage = event.handoff, "handover", "handover"
+        return result                            # finish() goes on from here
     # The diagnoses load only when the guest failed: a boot to the hand-over never pays for them.
     if event.kind == "panic":
         from kernel_sim.kern.diagnose import diagnose_panic

@@ -128,9 +128,25 @@ def build_parser() -> argparse.ArgumentParser:
                        help="replace the root image with a generated one of SIZE, as --mfsroot FILE does: the "
                             "root image's bytes, then a sparse hole")
     sweep.add_argument("-j", dest="jobs", type=int, help="worker processes (default: the core count)")
-    sweep.add_argument("--out", type=Path, default=Path("sweep.csv"), help="CSV of the results (default sweep.csv)")
-    sweep.add_argument("--json", dest="json_out", type=Path, metavar="FILE", help="also write the rows as JSON")
-    sweep.add_argument("--plot", type=Path, metavar="FILE.svg", help="draw a heatmap of the outcomes")
+    sweep.add_argument("--scheduler", default="local", metavar="local|dask://HOST:PORT|dask-local[:N]",
+                       help="where points run: a process pool here (default), an existing Dask scheduler, or a "
+                            "Dask LocalCluster of N workers started for the sweep (pip install armboard[dask])")
+    sweep.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                       help="per-point wall-clock limit; a point past it is stopped and its outcome is timeout")
+    sweep.add_argument("--retries", type=int, default=2, metavar="N",
+                       help="run the points of a worker that died again, up to N times (default 2)")
+    sweep.add_argument("--cold", action="store_true",
+                       help="boot every point from reset (default: points that share the guest boot start from "
+                            "one board at the hand-over; the rows are the same)")
+    sweep.add_argument("--out", type=Path, default=Path("sweep.csv"),
+                       help="the rows, appended as points finish (CSV, or JSON Lines if .jsonl); an interrupted "
+                            "sweep resumes from it (default sweep.csv)")
+    sweep.add_argument("--json", dest="json_out", metavar="FILE",
+                       help="write rows, summary and frontier as one JSON document (- for stdout)")
+    sweep.add_argument("--plot", type=Path, metavar="FILE.svg", help="draw a heatmap of the outcomes at the end")
+    sweep.add_argument("--plot-every", type=int, metavar="N", help="also redraw the heatmap every N points")
+    sweep.add_argument("--progress", default="auto", choices=("auto", "bar", "plain", "none"),
+                       help="progress on stderr: a bar on a terminal, plain lines otherwise (auto)")
     from tools.flash_args import add_parser as add_flash_parser
     from tools.mkroot_cmd import add_parser as add_mkroot_parser
     from tools.mkuzip_args import add_parser as add_mkuzip_parser

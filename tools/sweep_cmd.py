@@ -1,150 +1,39 @@
-"""`armboard sweep`: real boots over a grid, in parallel workers, to CSV and JSON, resumable.
+"""`armboard sweep`: real boots over a grid, on a local process pool or a Dask cluster, resumable.
 
-Rows already in the output file are kept and their points skipped, so an interrupted sweep resumes
-where it stopped. A generated root image (`--mfsroot-size`) takes the root image's place, as
-`--mfsroot` does: one sparse file that every boot maps copy-on-write, so no boot copies it.
+The rows go to the journal (--out) as points finish; a sweep that is killed resumes from it without
+running a finished point again. The summary answers the tuning question: for each swept option the
+smallest value that boots and the headroom it leaves, the frontier of minimal configurations that
+boot, what the kmem scale trades. --json carries the rows and the same answers.
+
+Exit status: 0 every point ran (a guest failure is a result); 1 some points could not run (their
+worker died past its retries, or their boot process crashed), or plan and boot disagreed; 2 bad
+usage or input (bad grid, unreachable scheduler), before any point ran.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from kernel_sim.errors import InputError, check_input_file
+from kernel_sim.errors import InputError
 from kernel_sim.loader.sizes import parse_size
-from kernel_sim.sweep import (
-    COLUMNS,
-    Dimension,
-    Point,
-    generated_root,
-    grid_points,
-    parse_dimension,
-    parse_physmem,
-    run_point,
+from kernel_sim.sweep import Dimension, SweepSpec, grid_points, parse_dimension, parse_physmem
+from kernel_sim.sweep.store import RowStore
+from kernel_sim.sweep.summary import (
+    SCALE_DIMENSIONS,
+    booted,
+    frontier_text,
+    headroom_text,
+    scale_summary,
+    settings_of,
+    summary,
 )
 
-_BASE: dict = {}
-
-
-def _init_worker(base: dict) -> None:
-    global _BASE
-    _BASE = base
-
-
-def _work(point: Point) -> dict:
-    return run_point(_BASE, point)
-
-
-def read_done(path: Path, points: list[Point]) -> dict[int, dict]:
-    """Rows of an earlier run of the same grid (matched by point number and settings)."""
-    if not path.exists():
-        return {}
-    check_input_file(path, what="earlier sweep CSV", where="--out")   # a device or FIFO is never replaced
-    by_key = {p.index: p for p in points}
-    done = {}
-    try:
-        with path.open(newline="") as f:
-            for line, row in enumerate(csv.DictReader(f), start=2):
-                try:
-                    index = int(row["point"])
-                except (KeyError, ValueError):
-                    raise InputError("not an armboard sweep CSV (no point column)", f"{path}:{line}") from None
-                point = by_key.get(index)
-                expected = " ".join(f"{n}={v}" for n, v in point.settings) if point else None
-                if point is None or row.get("options") != expected or row.get("physmem", "") != (point.physmem or ""):
-                    raise InputError("the output file holds another grid: remove it or choose another --out",
-                                     f"{path}:{line}")
-                done[index] = row
-    except UnicodeDecodeError:
-        raise InputError("not a CSV file", str(path)) from None
-    return done
-
-
-def progress(done: int, total: int, start: float) -> None:
-    if not sys.stderr.isatty():
-        return
-    width = 30
-    filled = width * done // max(total, 1)
-    rate = done / max(time.perf_counter() - start, 1e-9)
-    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} boots, {rate:.1f}/s ")
-    if done == total:
-        sys.stderr.write("\n")
-    sys.stderr.flush()
-
-
-SCALE_DIMENSIONS = ("VM_KMEM_SIZE_SCALE", "vm.kmem_size_scale")
-
-
-def _settings(row: dict) -> dict[str, str]:
-    return dict(part.split("=", 1) for part in row["options"].split()) if row["options"] else {}
-
-
-def _mib(values: list[int]) -> str:
-    lo, hi = min(values) // (1 << 20), max(values) // (1 << 20)
-    return f"{lo} MiB" if lo == hi else f"{lo}-{hi} MiB"
-
-
-def scale_summary(rows: list[dict], dim: Dimension) -> list[str]:
-    """What the rows say about a kmem scale dimension: which scales boot, which ones VM_KMEM_SIZE_MAX caps
-    (they all give the same arena), and what a larger scale buys (free KVA) for what it costs (arena).
-
-    Not "the smallest scale that boots": the smallest is not the best, the scale sizes the kmem arena
-    and the rest of the kernel's address space gets what the arena leaves."""
-    by_value: dict[str, list[dict]] = {v: [] for v in dim.values}
-    for row in rows:
-        by_value.setdefault(_settings(row)[dim.name], []).append(row)
-    values = [v for v in dim.values if by_value[v]]
-    booting = [v for v in values if any(str(r["exit_code"]) == "0" for r in by_value[v])]
-    some = " at some point" if any(len(by_value[v]) > 1 for v in values) else ""
-    if len(booting) == len(values):
-        lines = [f"every {dim.name} in the grid boots{some} ({', '.join(values)})"]
-    elif booting:
-        lines = [f"{dim.name} boots{some} with {', '.join(booting)} ({len(booting)} of {len(values)} values)"]
-    else:
-        lines = [f"no {dim.name} in the grid boots"]
-    sized = {v: [r for r in by_value[v] if str(r.get("vm_kmem_size", "")).isdigit()] for v in values}
-    capped = [v for v in values if sized[v] and all(r.get("kmem_cap") for r in sized[v])]
-    if capped:
-        caps = sorted({r["kmem_cap"] for v in capped for r in sized[v]})
-        sizes = [int(r["vm_kmem_size"]) for v in capped for r in sized[v]]
-        lines.append(f"{dim.name} {', '.join(capped)}: vm_kmem_size is capped by {' / '.join(caps)} at "
-                     f"{_mib(sizes)} instead of v_page_count / scale pages")
-    measured = {v: [r for r in sized[v] if str(r.get("kva_remaining", "")).isdigit()] for v in values}
-    with_layout = [v for v in values if measured[v]]        # the rows that got as far as a KVA layout
-    ends = [with_layout[0], with_layout[-1]] if with_layout else []
-    if len(ends) == 2 and ends[0] != ends[1]:
-        lo, hi = (measured[v] for v in ends)
-        lines.append(f"{dim.name} trades the kmem arena's size against free KVA: at {ends[0]} the arena is "
-                     f"{_mib([int(r['vm_kmem_size']) for r in lo])} and "
-                     f"{_mib([int(r['kva_remaining']) for r in lo])} of KVA is left, at {ends[1]} the arena is "
-                     f"{_mib([int(r['vm_kmem_size']) for r in hi])} and "
-                     f"{_mib([int(r['kva_remaining']) for r in hi])} is left")
-    return lines
-
-
-def minimal_values(rows: list[dict], dims: list[Dimension]) -> dict[str, str]:
-    """For each numeric dimension (but the kmem scale, see scale_summary), the smallest value with which
-    some point booted."""
-    out = {}
-    for d in dims:
-        if d.name in SCALE_DIMENSIONS:
-            continue
-        values = []
-        for row in rows:
-            if str(row["exit_code"]) != "0":
-                continue
-            values.append(_settings(row)[d.name])
-        try:
-            out[d.name] = min(values, key=lambda v: parse_size(v))
-        except (ValueError, InputError):
-            continue
-    return out
+FSYNC_EVERY = 0.2       # seconds: each row is written at once; the journal is fsynced at least this often
 
 
 def heatmap_cells(rows: list[dict], dims: list[Dimension], physmem: tuple) -> tuple:
@@ -158,78 +47,151 @@ def heatmap_cells(rows: list[dict], dims: list[Dimension], physmem: tuple) -> tu
     y = axes[1] if len(axes) > 1 else Dimension("", ("",))
     results: dict[tuple[str, str], list[bool]] = {}
     for row in rows:
-        settings = dict(part.split("=", 1) for part in row["options"].split()) if row["options"] else {}
-        settings["physmem"] = row["physmem"]
+        settings = settings_of(row)
         key = (settings.get(x.name, ""), settings.get(y.name, ""))
-        results.setdefault(key, []).append(str(row["exit_code"]) == "0")
+        results.setdefault(key, []).append(booted(row))
     cells = {k: "all" if all(v) else "some" if any(v) else "none" for k, v in results.items()}
     return cells, x.values, y.values, x.name, y.name
 
 
-def write_outputs(rows: list[dict], out: Path, json_out: Path | None) -> None:
-    tmp = out.with_name(out.name + ".tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        for row in sorted(rows, key=lambda r: int(r["point"])):
-            writer.writerow(row)
-    os.replace(tmp, out)
-    if json_out is not None:
-        json_out.write_text(json.dumps(sorted(rows, key=lambda r: int(r["point"])), indent=1, default=str))
+def draw(path: Path, rows: list[dict], dims: list[Dimension], physmem: tuple) -> None:
+    """The heatmap, written to a new file renamed over the old one: a viewer never sees half a picture."""
+    from tools.pictures import heatmap_png, heatmap_svg, write_picture
+
+    cells = heatmap_cells(rows, dims, physmem)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    write_picture(tmp, lambda: heatmap_svg(*cells), lambda p: heatmap_png(*cells, p), "--plot")
+    os.replace(tmp, path)
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    if args.plot is not None and args.plot.suffix.lower() not in (".svg", ".png"):
+        raise InputError(f"{args.plot.name}: a picture is .svg or .png", "--plot")
+    if args.plot_every is not None and (args.plot_every < 1 or args.plot is None):
+        raise InputError("needs --plot FILE and a count of at least 1", "--plot-every")
+    if not args.timeout > 0:
+        raise InputError("the per-point time limit must be more than 0 seconds", "--timeout")
+    if args.retries < 0:
+        raise InputError("cannot be negative", "--retries")
 
 
 def cmd_sweep(args: argparse.Namespace, base_request) -> int:
+    _check_args(args)
     dims = [parse_dimension(spec) for spec in args.grid]
     physmem = parse_physmem(args.physmem)
     points = grid_points(physmem, dims)
-    if args.jobs is not None and args.jobs < 1:
-        raise InputError("needs at least one worker", "-j")
-    jobs = args.jobs or os.cpu_count() or 1
-    out = args.out
-    done = read_done(out, points)
-    base = {k: v for k, v in base_request.as_dict().items() if k not in ("console", "physmem")}
-    with tempfile.TemporaryDirectory(prefix="armboard-sweep-") as tmp:
-        if args.mfsroot_size is not None:
-            size = parse_size(args.mfsroot_size, where="--mfsroot-size")
-            image = Path(tmp) / f"mfsroot-{args.mfsroot_size}.img"
-            base["mfsroot"] = generated_root(base, size, image, f"--mfsroot-size {args.mfsroot_size}")
-        todo = [p for p in points if p.index not in done]
-        rows = list(done.values())
-        start = time.perf_counter()
-        if todo:
-            if jobs == 1:
-                _init_worker(base)
-                results = map(_work, todo)
-            else:
-                import multiprocessing
+    size = None
+    if args.mfsroot_size is not None:
+        size = parse_size(args.mfsroot_size, where="--mfsroot-size")
+    spec = SweepSpec.from_request(base_request, mfsroot_size=size, mfsroot_size_text=args.mfsroot_size or "",
+                                  timeout=args.timeout, warm=not args.cold)
+    if size is not None:
+        from kernel_sim.sweep.spec import check_generated_root
 
-                pool = multiprocessing.get_context("fork").Pool(jobs, _init_worker, (base,))
-                results = pool.imap_unordered(_work, todo)
-            try:
-                for n, row in enumerate(results, start=1):
-                    rows.append(row)
-                    progress(n, len(todo), start)
-                    if n % 50 == 0:
-                        write_outputs(rows, out, None)     # an interrupted sweep keeps what it did
-            finally:
-                if jobs > 1:
-                    pool.terminate()
-        wall = time.perf_counter() - start
-    write_outputs(rows, out, args.json_out)
+        check_generated_root(spec.base_dict(), size, f"--mfsroot-size {args.mfsroot_size}")
+    store = RowStore(args.out, points)
+    done = store.load()
+    rows: dict[int, dict] = dict(done)
+    todo = [p for p in points if p.index not in done]
+    failed: dict[int, str] = {}
+    run = {"scheduler": args.scheduler, "workers": 0, "booted_now": 0, "seconds": 0.0, "resumed": len(done)}
+    if todo:
+        run.update(_run(args, spec, store, todo, points, rows, failed, dims, physmem))
+        store.compact(list(rows.values()))
+    ordered = sorted(rows.values(), key=lambda r: int(r["point"]))
+    answers = summary(ordered, dims, physmem)
     if args.plot is not None:
-        from tools.pictures import heatmap_figure, save_figure
+        draw(args.plot, ordered, dims, physmem)
+    by_index = {p.index: p for p in points}
+    failures = [{"point": i, "physmem": by_index[i].physmem or "", "options": by_index[i].options_text, "why": why}
+                for i, why in sorted(failed.items())]
+    if args.json_out is not None:
+        document = json.dumps({"rows": ordered, "summary": answers, "failed_to_run": failures, "run": run},
+                              indent=1, default=str)
+        if args.json_out == "-":
+            print(document)
+        else:
+            try:
+                Path(args.json_out).write_text(document + "\n")
+            except OSError as exc:
+                raise InputError(f"cannot write it: {exc.strerror}", f"--json {args.json_out}") from None
+    if args.json_out != "-":
+        _print_summary(ordered, answers, run, failures, dims, args.out)
+    return 1 if failures or answers["plan_disagrees"] else 0
 
-        save_figure(heatmap_figure(*heatmap_cells(rows, dims, physmem)), args.plot, "--plot")
-    booted = sum(1 for r in rows if str(r["exit_code"]) == "0")
-    disagree = [r for r in rows if str(r["plan_agrees"]) not in ("True", "true", "1")]
-    print(f"{len(rows)} points ({len(todo)} booted now in {wall:.1f} s with {jobs} worker(s), "
-          f"{len(done)} from {out}); {booted} boot, {len(rows) - booted} fail")
-    for name, value in minimal_values(rows, dims).items():
-        print(f"smallest {name} that boots: {value}")
+
+def _run(args, spec: SweepSpec, store: RowStore, todo: list, points: list, rows: dict, failed: dict,
+         dims: list[Dimension], physmem: tuple) -> dict:
+    from kernel_sim.sweep.batching import batches
+    from kernel_sim.sweep.runner import run_batch
+    from kernel_sim.sweep.spec import input_files
+    from tools.sweep_executors import Item, Note, open_executor
+    from tools.sweep_progress import Progress
+
+    executor = open_executor(args.scheduler, args.jobs, args.retries)
+    store.open()
+    progress = None
+    try:
+        plan = batches(spec, todo, executor.parallelism)
+        files = input_files(spec, todo) if executor.name != "local" else []
+        progress = Progress(len(points), len(points) - len(todo), args.progress)
+        by_index = {p.index: p for p in points}
+        start = time.monotonic()
+        synced = start
+        booted_now = 0
+        for event in executor.run(run_batch, spec, plan, files):
+            if isinstance(event, Note):
+                progress.write(f"armboard: {event.text}")
+                continue
+            if isinstance(event, Item) and event.kind == "row":
+                row = event.value
+                rows[event.index] = row
+                store.append([row])                 # at once: a kill loses no finished row
+                booted_now += 1
+                if time.monotonic() - synced >= FSYNC_EVERY:
+                    store.sync()
+                    synced = time.monotonic()
+            else:
+                why = event.value if isinstance(event, Item) else event.why
+                failed[event.index] = str(why)
+                point = by_index[event.index]
+                progress.write(f"armboard: point {point.index} ({point.key}): did not run: {why}")
+            progress.update()
+            if args.plot_every and (booted_now + len(failed)) % args.plot_every == 0:
+                draw(args.plot, list(rows.values()), dims, physmem)
+        store.sync()
+        return {"workers": executor.parallelism, "booted_now": booted_now,
+                "seconds": round(time.monotonic() - start, 3)}
+    finally:
+        if progress is not None:
+            progress.close()
+        executor.close()
+        store.close()
+
+
+def _print_summary(rows: list[dict], answers: dict, run: dict, failures: list[dict], dims: list[Dimension],
+                   out: Path) -> None:
+    seconds = run["seconds"]
+    rate = f", {run['booted_now'] / seconds:.1f} boots/s" if seconds else ""
+    workers = f" with {run['workers']} {run['scheduler']} worker(s)" if run["workers"] else ""
+    failed = f", {len(failures)} did not run" if failures else ""
+    print(f"{len(rows)} points ({run['booted_now']} booted now in {seconds:.1f} s{workers}{rate}, "
+          f"{run['resumed']} from {out}); {answers['boot']} boot, {answers['fail']} fail{failed}")
+    for best in answers["best"]:
+        room = headroom_text(best["headroom"])
+        print(f"{best['kind']} {best['name']} that boots: {best['value']}" + (f" ({room})" if room else ""))
     for d in dims:
         if d.name in SCALE_DIMENSIONS:
             print("\n".join(scale_summary(rows, d)))
-    for row in disagree:
-        print(f"plan and boot disagree at point {row['point']} ({row['physmem']} {row['options']}): "
+    if answers["frontier"]:
+        print(f"frontier, the minimal configurations that boot ({len(answers['frontier'])}):")
+        for entry in answers["frontier"]:
+            print(f"  {frontier_text(entry)}")
+    by_point = {int(r["point"]): r for r in rows}
+    for index in answers["plan_disagrees"]:
+        row = by_point[index]
+        print(f"plan and boot disagree at point {index} ({row['physmem']} {row['options']}): "
               f"plan {row['plan_stage']} exit {row['plan_exit_code']}, boot {row['stage']} exit {row['exit_code']}")
-    return 1 if disagree else 0
+    if failures:
+        print(f"{len(failures)} point(s) did not run (see above); a rerun with the same --out runs them",
+              file=sys.stderr)

@@ -28,7 +28,7 @@ def test_sweep_writes_one_row_per_boot_and_resumes(tmp_path, capsys):
     assert all(r["stage"] == "initarm" and "LOCORE_MAP_MB=70" in r["message"] for r in failed_window)
     assert all(r["plan_agrees"] == "True" for r in rows)
     assert "smallest LOCORE_MAP_MB that boots: 70" in text and "smallest NKPT2PG that boots: 32" in text
-    assert len(json.loads(js.read_text())) == 8
+    assert len(json.loads(js.read_text())["rows"]) == 8
     svg = ET.fromstring(plot.read_bytes())                # matplotlib's SVG, text kept as text
     assert svg.tag.endswith("svg") and "armboard sweep: physmem across, LOCORE_MAP_MB down" in plot.read_text()
     # resume: an interrupted sweep (rows 0-3 kept) boots only the rest
