@@ -1,13 +1,12 @@
 """A helper process that runs points for a multi-threaded host (a Dask worker): forking is only safe
 from a process with one thread, so the host's thread hands its batches to this process instead.
 
-`python -m kernel_sim.sweep.helper FD`: FD is one end of a socket pair. Requests are
+The helper is `python -m kernel_sim.sweep.helper_main FD`: FD is one end of a socket pair. Requests are
 (spec, points, root); the answer is one message per item, then None.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -32,7 +31,7 @@ class Helper:
         import socket
 
         ours, theirs = socket.socketpair()
-        self.proc = subprocess.Popen([sys.executable, "-m", "kernel_sim.sweep.helper", str(theirs.fileno())],
+        self.proc = subprocess.Popen([sys.executable, "-m", "kernel_sim.sweep.helper_main", str(theirs.fileno())],
                                      pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
         theirs.close()
         self.conn = Connection(ours.detach())
@@ -59,24 +58,3 @@ def helper_for_this_thread() -> Helper:
     if helper is None:
         helper = _LOCAL.helper = Helper()
     return helper
-
-
-def main(fd: int) -> None:
-    from kernel_sim.sweep.runner import run_batch
-    from kernel_sim.sweep.warm import child_setup
-
-    child_setup()
-    conn = Connection(fd)
-    while True:
-        try:
-            spec, points, root = conn.recv()
-        except (EOFError, OSError):
-            return
-        for item in run_batch(spec, points, root):
-            conn.send(item)
-        conn.send(None)
-
-
-if __name__ == "__main__":
-    main(int(sys.argv[1]))
-    os._exit(0)

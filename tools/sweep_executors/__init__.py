@@ -18,36 +18,14 @@ for the run). Dask is imported only for the last two.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
 from kernel_sim.errors import InputError
+from tools.sweep_executors.events import Event, Failed, Item, Note, TaskFn
 
-TaskFn = Callable[[object, list, Path], Iterator[tuple[int, str, object]]]
-
-
-@dataclass(frozen=True)
-class Item:
-    index: int
-    kind: str
-    value: object
-
-
-@dataclass(frozen=True)
-class Failed:
-    index: int
-    why: str
-
-
-@dataclass(frozen=True)
-class Note:
-    text: str
-
-
-Event = Item | Failed | Note
-
+__all__ = ["Event", "Executor", "Failed", "Item", "Note", "TaskFn", "open_executor"]
 
 class Executor(Protocol):
     name: str

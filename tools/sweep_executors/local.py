@@ -9,7 +9,6 @@ Files need no staging: every worker sees the client's files where they are.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import signal
 import sys
 from collections import deque
@@ -17,7 +16,7 @@ from collections.abc import Iterator
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
-from tools.sweep_executors import Event, Failed, Item, Note, TaskFn
+from tools.sweep_executors.events import Event, Failed, Item, Note, TaskFn
 
 _PR_SET_PDEATHSIG = 1
 
@@ -149,7 +148,3 @@ def _death(code: int | None) -> str:
         except ValueError:
             return f"was killed by signal {-code}"
     return f"exited with status {code}"
-
-
-def cpu_count() -> int:
-    return os.cpu_count() or 1
