@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv and install armboard with its test extra, once; later calls return at once.
+# Create .venv and install armboard with its test and dask extras, once; later calls return at once.
 # Output: one progress line on stderr; pip's own output goes to .venv/setup.log and is shown only
 # when a step fails (the machine's pip configuration may warn about index locations it lacks).
 set -euo pipefail
@@ -20,7 +20,7 @@ step() {
 }
 step python3 -m venv "$venv"
 # compat mode: a plain path entry; the default import hook costs ~20 ms on every start
-step "$venv/bin/python" -m pip install --disable-pip-version-check -e "$top[test]" \
+step "$venv/bin/python" -m pip install --disable-pip-version-check -e "$top[test,dask]" \
     --config-settings editable_mode=compat
 # byte-compile now: with PYTHONDONTWRITEBYTECODE set, every start would compile from source
 step "$venv/bin/python" -m compileall -q "$top/board" "$top/kernel_sim" "$top/tools"

@@ -64,7 +64,11 @@ def _identity(path) -> tuple:
 
 # ---------------------------------------------------------------------------------------------- processes
 def child_setup() -> None:
-    """In a forked sweep process: die with the parent, and leave Ctrl-C to the sweep's main process."""
+    """In a forked sweep process: die with the parent, leave Ctrl-C to the sweep's main process, and
+    let a crash be the one line the parent writes (no traceback dump inherited from the parent)."""
+    import faulthandler
+
+    faulthandler.disable()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         libc = ctypes.CDLL(None, use_errno=True)
