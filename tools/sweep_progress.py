@@ -26,8 +26,9 @@ class Progress:
             import tqdm
 
             tqdm.tqdm.monitor_interval = 0          # no monitor thread: workers may fork later
-            self.bar = tqdm.tqdm(total=total, initial=done, unit="boot", file=self.stream, dynamic_ncols=True,
-                                 smoothing=0.1, desc="sweep")
+            sized = _columns(self.stream) > 0         # a terminal that says its width (a bare pty may not)
+            self.bar = tqdm.tqdm(total=total, initial=done, unit="boot", file=self.stream, dynamic_ncols=sized,
+                                 ncols=None if sized else 80, smoothing=0.1, desc="sweep")
 
     def update(self, n: int = 1) -> None:
         self.done += n
@@ -67,6 +68,15 @@ def _isatty(stream: TextIO) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def _columns(stream: TextIO) -> int:
+    import os
+
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, ValueError, OSError):
+        return 0
 
 
 def _duration(seconds: float) -> str:

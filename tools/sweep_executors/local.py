@@ -55,6 +55,7 @@ class _Worker:
         theirs.close()
         self.conn = ours
         self.task: int | None = None
+        self.gone = False               # its pipe reached end-of-file: the process died
 
 
 class LocalExecutor:
@@ -88,7 +89,9 @@ class LocalExecutor:
                 for w in busy:
                     if w.conn in ready or w.process.sentinel in ready:
                         yield from self._drain(w, left)
-                    if w.task is not None and not w.process.is_alive() and not w.conn.poll():
+                    if w.task is not None and w.process.sentinel in ready and not w.conn.poll():
+                        w.gone = True           # dead, and nothing of it left to read
+                    if w.task is not None and w.gone:
                         task = w.task
                         w.task = None
                         w.conn.close()
@@ -125,6 +128,7 @@ class LocalExecutor:
             try:
                 what, task, index, kind, value = w.conn.recv()
             except (EOFError, OSError):
+                w.gone = True
                 return
             if what == "item":
                 left[task].pop(index, None)
