@@ -5,11 +5,13 @@ first task, every worker is asked whether it can import the task function's pack
 is named in one line and gets no task.
 
 Input files travel by content, once per worker, not per task: the client scatters each file's bytes
-once under a key made of its SHA-256, and a task that finds a file missing on its machine fetches it
-from whichever worker holds it and keeps it in a content-addressed cache (`stage`). A worker that has
-the very same file at the same path (this machine, a shared file system) uses it in place. Files are
-laid out under a root that mirrors the client's absolute paths, so relative references between them
-(a loader.conf naming its modules) still resolve.
+once under a key made of its SHA-256 to each worker (broadcast: one dead worker loses no file), and
+every task depends on those keys, so a worker holds them for all its tasks and a worker that joins
+later gets them from a peer the first time it runs one. On the worker the
+bytes go into a content-addressed cache (`stage`), laid out under a root that mirrors the client's
+absolute paths, so relative references between files (a loader.conf naming its modules) still
+resolve. A worker that has the very same files at the same paths (this machine, a shared file
+system) boots them in place, so its rows name the same paths as a local sweep.
 
 A worker that dies during a task: the scheduler runs the task again elsewhere (up to its
 allowed-failures, --retries for dask-local), then the task's items are reported as failed. Results
@@ -34,8 +36,8 @@ from tools.sweep_executors.events import Event, Failed, Item, Note, TaskFn
 CONNECT_TIMEOUT = float(os.environ.get("ARMBOARD_DASK_CONNECT_TIMEOUT", "10"))
 PACKAGE = "armboard"
 
-# Worker side: the files this process fetched (sha -> count, for tests and the README's arithmetic),
-# and where the staged files go (a test may give each worker its own).
+# Worker side: the files this process staged from bytes Dask delivered (sha -> count), and where the
+# staged files go (a test may give each worker its own).
 FETCHES: Counter[str] = Counter()
 CACHE_DIR: Path | None = None
 _LOCK = threading.Lock()
@@ -97,10 +99,12 @@ class DaskExecutor:
                     yield Failed(item.index, f"no worker of {self.label} can run points")
             return
         manifest, data = _manifest(files)
-        scattered = self.client.scatter(data, hash=False, direct=False) if data else {}
+        # On every usable worker at once: a worker that dies must not take the only copy with it.
+        scattered = self.client.scatter(data, hash=False, broadcast=True, workers=sorted(self.usable)) if data else {}
+        inputs = [scattered[key] for key in data]
         futures = {}
         for n, batch in enumerate(batches):
-            future = self.client.submit(_task, fn, common, batch, manifest, self.reuse_local_files,
+            future = self.client.submit(_task, fn, common, batch, manifest, self.reuse_local_files, *inputs,
                                         key=f"armboard-sweep-{os.getpid()}-{id(batches):x}-{n}", pure=False,
                                         workers=sorted(self.usable), allow_other_workers=False)
             futures[future] = batch
@@ -193,9 +197,9 @@ def _local_sha(path: Path) -> str | None:
     return _LOCAL_SHA[ident]
 
 
-def stage(manifest: list[tuple[str, str, int, str]], reuse_local: bool) -> Path:
+def stage(manifest: list[tuple[str, str, int, str]], reuse_local: bool, data: dict[str, bytes]) -> Path:
     """The root under which this worker finds every file of `manifest` at its client path: "/" when they
-    are all here already, else a tree of links into the content cache, fetched once per worker."""
+    are all here already, else a tree of links into the content cache (filled from `data`, by key)."""
     with _LOCK:
         if reuse_local and all(_local_sha(Path(p)) == sha for p, sha, _, _ in manifest):
             return Path("/")
@@ -212,7 +216,7 @@ def stage(manifest: list[tuple[str, str, int, str]], reuse_local: bool) -> Path:
 
                     shutil.copyfile(path, tmp)
                 else:
-                    tmp.write_bytes(_fetch(key))
+                    tmp.write_bytes(data[key])
                     FETCHES[sha] += 1
                 os.replace(tmp, obj)
             place = tree / Path(path).relative_to("/")
@@ -227,14 +231,9 @@ def stage(manifest: list[tuple[str, str, int, str]], reuse_local: bool) -> Path:
         return tree
 
 
-def _fetch(key: str) -> bytes:
-    from distributed import Future, get_client
-
-    client = get_client()
-    return client.gather(Future(key, client=client))
-
-
-def _task(fn: TaskFn, common: object, batch: list, manifest: list, reuse_local: bool) -> list:
-    """What runs on a worker: stage the files, then the task function over the batch."""
-    root = stage(manifest, reuse_local) if manifest else Path("/")
+def _task(fn: TaskFn, common: object, batch: list, manifest: list, reuse_local: bool, *inputs: bytes) -> list:
+    """What runs on a worker: stage the files (their bytes are this task's dependencies), then the task
+    function over the batch."""
+    keys = list(dict.fromkeys(key for *_, key in manifest))
+    root = stage(manifest, reuse_local, dict(zip(keys, inputs, strict=True))) if manifest else Path("/")
     return list(fn(common, batch, root))
