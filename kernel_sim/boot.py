@@ -300,7 +300,7 @@ def build_machine(prep: PreparedBoot, *, private_flash: bool = False) -> Machine
     return machine
 
 
-def _private_flash(path: Path):
+def _private_flash(path: StrPath):
     """A writable flash image over a copy-on-write mapping of the file: writes stay in this process."""
     import mmap
 

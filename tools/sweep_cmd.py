@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from kernel_sim.errnos import describe_host
 from kernel_sim.errors import InputError
 from kernel_sim.loader.sizes import parse_size
 from kernel_sim.sweep import Dimension, SweepSpec, grid_points, parse_dimension, parse_physmem
@@ -114,7 +115,7 @@ def cmd_sweep(args: argparse.Namespace, base_request) -> int:
             try:
                 Path(args.json_out).write_text(document + "\n")
             except OSError as exc:
-                raise InputError(f"cannot write it: {exc.strerror}", f"--json {args.json_out}") from None
+                raise InputError(f"cannot write it: {describe_host(exc)}", f"--json {args.json_out}") from None
     if args.json_out != "-":
         _print_summary(ordered, answers, run, failures, dims, args.out)
     return 1 if failures or answers["plan_disagrees"] else 0

@@ -15,12 +15,13 @@ from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from kernel_sim.errnos import describe_host
 from kernel_sim.errors import InputError
 from kernel_sim.sweep.grid import Point
 
 # BootRequest fields a sweep never takes from the command line: the console is off, RAM is a grid
 # dimension, the time limit is the per-point one.
-_NOT_BASE = ("console", "physmem", "timeout", "read_line")
+_NOT_BASE = ("console", "physmem", "timeout", "read_line", "on_stage")
 _PATH_FIELDS = ("kernconf", "loader_conf", "hints", "mfsroot", "kernel")
 DEFAULT_TIMEOUT = 60.0
 
@@ -39,7 +40,7 @@ class SweepSpec:
 
     @classmethod
     def from_request(cls, request, **kwargs) -> SweepSpec:
-        fields = {k: v for k, v in vars(request).items() if k not in _NOT_BASE}
+        fields = {k: v for k, v in request.as_dict().items() if k not in _NOT_BASE}
         for name in _PATH_FIELDS:
             if fields.get(name) is not None:
                 fields[name] = Path(os.path.abspath(fields[name]))
@@ -118,7 +119,8 @@ def root_image(base: dict) -> Path | None:
         return None
     from kernel_sim.loader.loaderconf import ROOT_MODULE, parse_loader_conf
 
-    return next((m.path for m in parse_loader_conf(base["loader_conf"]).modules if m.key == ROOT_MODULE), None)
+    path = next((m.path for m in parse_loader_conf(base["loader_conf"]).modules if m.key == ROOT_MODULE), None)
+    return None if path is None else Path(path)
 
 
 def check_generated_root(base: dict, size: int, where: str) -> None:
@@ -129,7 +131,7 @@ def check_generated_root(base: dict, size: int, where: str) -> None:
     try:
         have = root.stat().st_size
     except OSError as exc:
-        raise InputError(f"cannot read the root image {root}: {exc.strerror}", where) from None
+        raise InputError(f"cannot read the root image {root}: {describe_host(exc)}", where) from None
     if have > size:
         raise InputError(f"{size} bytes is smaller than the root image it replaces, {root} ({have} bytes)", where)
 
@@ -152,7 +154,7 @@ def generated_root(base: dict, size: int, path: Path, where: str) -> Path:
                         else:
                             out.write(block)
             except OSError as exc:
-                raise InputError(f"cannot read the root image {root}: {exc.strerror}", where) from None
+                raise InputError(f"cannot read the root image {root}: {describe_host(exc)}", where) from None
         out.truncate(size)
     return path
 
@@ -165,7 +167,7 @@ def cache_root(spec: SweepSpec) -> Path:
         return Path(spec.cache_dir)
     from kernel_sim.guest.build import cache_root as armboard_cache
 
-    return armboard_cache() / "sweep"
+    return Path(armboard_cache()) / "sweep"
 
 
 def worker_base(spec: SweepSpec) -> dict:
@@ -181,7 +183,7 @@ def worker_base(spec: SweepSpec) -> dict:
         try:
             st = root.stat()
         except OSError as exc:
-            raise InputError(f"cannot read the root image {root}: {exc.strerror}", where) from None
+            raise InputError(f"cannot read the root image {root}: {describe_host(exc)}", where) from None
         ident = f"{root}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}".encode()
     name = hashlib.blake2b(ident + b"/%d" % spec.mfsroot_size, digest_size=10).hexdigest()
     directory = cache_root(spec) / "generated" / name
@@ -232,4 +234,4 @@ def input_files(spec: SweepSpec, points: list[Point]) -> list[Path]:
         if prep.loader.path is not None:
             files.add(prep.loader.path)
         break
-    return sorted(Path(os.path.abspath(f)) for f in files if Path(f).is_file())
+    return sorted({Path(os.path.abspath(f)) for f in files if Path(f).is_file()})

@@ -18,7 +18,8 @@ import os
 from contextlib import suppress
 from pathlib import Path
 
-from kernel_sim.errors import InputError
+from kernel_sim.errnos import describe_host
+from kernel_sim.errors import InputError, check_input_file
 from kernel_sim.sweep.grid import Point
 from kernel_sim.sweep.rows import COLUMNS
 
@@ -62,12 +63,13 @@ class RowStore:
         """The rows of an earlier run of the same grid, by point; a torn last row is dropped."""
         if not self.path.exists():
             return {}
+        check_input_file(self.path, what="earlier sweep journal", where="--out")   # a FIFO is never replaced
         try:
             raw = self.path.read_bytes().decode()
         except UnicodeDecodeError:
             raise InputError("not a sweep journal (not text)", str(self.path)) from None
         except OSError as exc:
-            raise InputError(f"cannot read it: {exc.strerror}", str(self.path)) from None
+            raise InputError(f"cannot read it: {describe_host(exc)}", str(self.path)) from None
         records, keep = (self._jsonl_records if self.jsonl else self._csv_records)(raw)
         if keep != len(raw):
             self._truncate(len(raw[:keep].encode()))

@@ -94,12 +94,12 @@ def test_images_travel_once_per_worker_over_a_slow_link(tmp_path, cluster):
     c, client = cluster
     client.register_plugin(_SlowLink(0.02, str(tmp_path / "staged")))
     image = tmp_path / "root.img"
-    shutil.copyfile(boot_mod.IMAGES / "rootfs.img", image)
+    shutil.copyfile(Path(boot_mod.IMAGES) / "rootfs.img", image)
     spec = SweepSpec.from_request(boot_mod.BootRequest(mfsroot=image, kernel_footprint="9M"))
     points = grid_points(("256M",), [Dimension("VM_KMEM_SIZE_SCALE", tuple(map(str, range(1, 9)))),
                                      Dimension("NKPT2PG", ("32", "33", "34", "35"))])
     files = input_files(spec, points)
-    assert image in files and boot_mod.DEFAULT_LOADER_CONF.resolve() in files
+    assert image in files and Path(boot_mod.DEFAULT_LOADER_CONF).resolve() in files
     executor = DaskExecutor.connect(c.scheduler_address, "test", reuse_local_files=False)
     try:
         plan = batches(spec, points, executor.parallelism)

@@ -183,7 +183,7 @@ def _cache_dir() -> Path:
         return CACHE_DIR
     from kernel_sim.guest.build import cache_root
 
-    return cache_root() / "dask-files"
+    return Path(cache_root()) / "dask-files"
 
 
 def _local_sha(path: Path) -> str | None:
