@@ -57,11 +57,10 @@ def heatmap_cells(rows: list[dict], dims: list[Dimension], physmem: tuple) -> tu
 
 def draw(path: Path, rows: list[dict], dims: list[Dimension], physmem: tuple) -> None:
     """The heatmap, written to a new file renamed over the old one: a viewer never sees half a picture."""
-    from tools.pictures import heatmap_png, heatmap_svg, write_picture
+    from tools.pictures import heatmap_figure, save_figure
 
-    cells = heatmap_cells(rows, dims, physmem)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    write_picture(tmp, lambda: heatmap_svg(*cells), lambda p: heatmap_png(*cells, p), "--plot")
+    save_figure(heatmap_figure(*heatmap_cells(rows, dims, physmem)), tmp, "--plot")
     os.replace(tmp, path)
 
 

@@ -163,3 +163,28 @@ def test_progress_is_a_bar_on_a_terminal_and_plain_lines_otherwise(tmp_path):
     text = seen.decode()
     assert "\r" in text and "10/10" in text and "boot/s" in text     # tqdm redraws one line in place
     assert "sweep: 10/10 points" not in text
+
+
+def test_plot_every_redraws_and_json_to_stdout_carries_the_answers(tmp_path, capsys, monkeypatch):
+    import json
+
+    import tools.sweep_cmd as sweep_cmd
+
+    drawn = []
+    draw = sweep_cmd.draw
+    monkeypatch.setattr(sweep_cmd, "draw", lambda path, rows, *a: (drawn.append(len(rows)), draw(path, rows, *a)))
+    plot, out = tmp_path / "heat.svg", tmp_path / "s.csv"
+    code = main(["sweep", "--no-loader-conf", "--physmem", "64M,128M", "-g", "NKPT2PG=1,32", "-j", "1",
+                 "--out", str(out), "--plot", str(plot), "--plot-every", "2", "--json", "-", "--progress", "none"])
+    document = json.loads(capsys.readouterr().out)
+    assert code == 0 and drawn == [2, 4, 4] and plot.exists()           # during the run, then at the end
+    assert len(document["rows"]) == 4 and document["failed_to_run"] == []
+    booting = [r for r in document["rows"] if r["exit_code"] == 0]
+    smallest = min((r["options"].split("=")[1] for r in booting), key=int)
+    best = {b["name"]: b["value"] for b in document["summary"]["best"]}
+    assert best == {"physmem": "64M", "NKPT2PG": smallest}
+    assert document["summary"]["frontier"][0]["settings"] == {"physmem": "64M", "NKPT2PG": smallest}
+    assert set(document["summary"]["best"][0]["headroom"]) == {"kva_free", "kmem_free", "kstacks_fit"}
+    for bad in (["--plot-every", "2"], ["--plot", str(plot), "--plot-every", "0"], ["--timeout", "0"]):
+        assert main(["sweep", "-g", "NKPT2PG=32", "--out", str(tmp_path / "x.csv"), *bad]) == 2
+        assert capsys.readouterr().err.startswith("armboard: ")
