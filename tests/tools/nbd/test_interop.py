@@ -168,7 +168,8 @@ def test_nbdinfo_map_shows_the_holes_of_a_sparse_md(tmp_path) -> None:
     try:
         mapped = run("nbdinfo", "--map", uri(board.sock, "md4")).stdout.split("\n")
         qmap = json.loads(run("qemu-img", "map", "--output=json", uri(board.sock, "md4")).stdout)
-        info = json.loads(run("nbdinfo", "--json", uri(board.sock, "md4")).stdout)
+        # --no-content: the content probe runs file(1), and nbdinfo 1.14 prints garbage where it is missing
+        info = json.loads(run("nbdinfo", "--json", "--no-content", uri(board.sock, "md4")).stdout)
     finally:
         board.finish()
         board.kill()
