@@ -12,9 +12,10 @@ import struct
 import time
 
 from . import exceptions as exc
+from .cpu_state import cpu_state, load_cpu_state
 from .devices.flash_image import GEOMETRY_NAMES, FlashImage
 from .devices.pl011 import PL011, Console
-from .memory import PhysicalMemory
+from .memory import MemoryStateError, PhysicalMemory
 from .uc_vmem import vmem_read
 from .ucapi import (
     UC_ARCH_ARM,
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
     from .devices.cfi import CfiFlash
     from .memory import FileOverlay
     from .profile import BoardProfile, SwapSpec
+    from .state_io import DataSink, DataSource
     from .storage import Allocator  # imported only with a swap device: zstandard is slow to import
 
     # A hypercall handler returns None to let the guest continue, or a value to stop the run.
@@ -75,6 +77,11 @@ ADP_STOPPED_APPLICATION_EXIT = 0x20026
 EXCP_SWI, EXCP_PREFETCH_ABORT, EXCP_DATA_ABORT = 2, 3, 4   # QEMU's target/arm/cpu.h
 # With the Python TLB, Unicorn probes the stop address when it stops; its fill is refused quietly.
 EXIT_ADDRESS = 0xFFFFFFFC
+MACHINE_STATE_VERSION = 1
+
+
+class MachineStateError(ValueError):
+    """A saved machine state that does not fit this machine (another board, RAM size or device)."""
 
 
 class Stop:
@@ -197,6 +204,7 @@ class Machine:
         self.hypercall_handler: HypercallHandler | None = None
         # board.trace.Events once someone listens (it is never imported otherwise); until then nothing is emitted.
         self.events = None
+        self._breakpoints: dict[int, list[int]] = {}     # va -> Unicorn hook handles
         self.fault_classifier = fault_classifier
         self.faults: list[Fault] = []
         self.wall_seconds = 0.0
@@ -509,7 +517,13 @@ class Machine:
         def hit(uc: Uc, address: int, size: int, _user: object) -> None:
             self._stop(Stop("breakpoint", detail=f"breakpoint at 0x{address:08x}"))
 
-        self.uc.hook_add(UC_HOOK_CODE, self._guarded(hit), begin=va, end=va)
+        handle = self.uc.hook_add(UC_HOOK_CODE, self._guarded(hit), begin=va, end=va)
+        self._breakpoints.setdefault(va, []).append(handle)
+
+    def remove_breakpoint(self, va: int) -> None:
+        """Forget the breakpoints at va (a boot that paused there goes on past it)."""
+        for handle in self._breakpoints.pop(va, ()):
+            self.uc.hook_del(handle)
 
     # ------------------------------------------------------------------ inspection
     def read_virtual(self, va: int, size: int) -> bytes | None:
@@ -527,3 +541,100 @@ class Machine:
     def flush_tlb(self) -> None:
         """After the host edits page tables in guest RAM (a TB flush alone is not enough)."""
         self.uc.ctl_flush_tlb()
+
+    # ------------------------------------------------------------------ snapshots
+    def parts(self) -> dict[str, object]:
+        """The machine's components by stable names: what a snapshot of the software running on it
+        refers to instead of copying (a kernel object holding the bus, a flash bank or the console)."""
+        out: dict[str, object] = {"machine": self, "uc": self.uc, "cp15": self.cp15, "phys": self.phys,
+                                  "console": self.console}
+        for region in self.phys.regions:
+            out[f"region@{region.base:#x}"] = region
+            out[f"region@{region.base:#x}.host"] = region.host
+        for name, dev in self.devices.items():
+            out[f"device:{name}"] = dev
+        for name, bank in self.flash.items():
+            out[f"flash:{name}"] = bank
+            out[f"flash:{name}.image"] = bank.image
+            out[f"flash:{name}.host"] = bank.image.host
+            out[f"flash:{name}.array"] = bank.image.array
+            if bank._device is not None:
+                out[f"flash:{name}.device"] = bank._device
+        if self.swap is not None:
+            out["swap"] = self.swap
+        return out
+
+    def state(self, sink: DataSink) -> dict:
+        """The whole board as plain data: CPU, memory, flash, devices, console, swap store. Page and
+        store contents go to `sink` in order; load_state() reads them back in the same order."""
+        return {
+            "version": MACHINE_STATE_VERSION, "board": self.profile.name, "ram_size": self.ram_size,
+            "cpu": cpu_state(self.uc),
+            "memory": self.phys.state(sink),
+            "flash": {name: {"image": bank.image.state(sink),
+                             "device": bank._device.state() if bank._device is not None else None}
+                      for name, bank in self.flash.items()},
+            "devices": {name: dev.state() for name, dev in self.devices.items()},
+            "console": self.console.state(),
+            "swap": self.swap.state(sink) if self.swap is not None else None,
+            "faults": [(f.vector, f.pc, f.address, f.fsr, f.physical, f.access) for f in self.faults],
+            "tlb_fills": self.tlb_fills,
+        }
+
+    def check_state(self, state: dict) -> None:
+        """Whether load_state(state) fits: checked whole before anything is loaded, so a refused
+        restore leaves this machine as it was."""
+        from .storage.base import StorageError  # the stores' module, loaded only for snapshots
+
+        if state.get("version") != MACHINE_STATE_VERSION:
+            raise MachineStateError(f"machine state version {state.get('version')!r}; this board reads version "
+                                    f"{MACHINE_STATE_VERSION}")
+        if (state.get("board"), state.get("ram_size")) != (self.profile.name, self.ram_size):
+            raise MachineStateError(f"the snapshot is of board {state.get('board')} with "
+                                    f"{state.get('ram_size', 0) >> 20} MiB of RAM; this is board {self.profile.name} "
+                                    f"with {self.ram_size >> 20} MiB")
+        try:
+            self.phys.check_state(state["memory"])
+            if sorted(state["flash"]) != sorted(self.flash):
+                raise MachineStateError(f"the snapshot has flash banks {sorted(state['flash'])}; this board has "
+                                        f"{sorted(self.flash)}")
+            for name, bank in self.flash.items():
+                bank.image.check_state(state["flash"][name]["image"], f"flash bank {name}")
+            if sorted(state["devices"]) != sorted(self.devices):
+                raise MachineStateError(f"the snapshot has devices {sorted(state['devices'])}; this board has "
+                                        f"{sorted(self.devices)}")
+            if (state["swap"] is None) != (self.swap is None):
+                raise MachineStateError("the snapshot was saved " + ("without" if state["swap"] is None else "with")
+                                        + " a swap device; this board has " + ("one" if self.swap else "none"))
+            if self.swap is not None:
+                self.swap.check_state(state["swap"])
+        except (MemoryStateError, StorageError) as exc:
+            raise MachineStateError(str(exc)) from None
+        except (KeyError, TypeError) as exc:
+            raise MachineStateError(f"malformed machine state: {exc!r}") from None
+
+    def load_state(self, state: dict, source: DataSource) -> None:
+        """Become the saved machine (after check_state): the CPU, then memory and flash through
+        `source`, the devices; the TLB and every translated block are dropped, since both describe
+        the memory and tables that were here before."""
+        load_cpu_state(self.uc, state["cpu"])
+        self.phys.load_state(state["memory"], source)
+        for name, bank in self.flash.items():
+            saved = state["flash"][name]
+            bank.image.load_state(saved["image"], source)
+            if saved["device"] is not None:
+                bank.device.load_state(saved["device"])
+            elif bank._device is not None:
+                bank._device.reset()          # never built when saved: power-on state, read-array
+        for name, dev in self.devices.items():
+            dev.load_state(state["devices"][name])
+        self.console.load_state(state["console"])
+        if self.swap is not None:
+            self.swap.load_state(state["swap"], source)
+        self.faults = [Fault(*f) for f in state["faults"]]
+        self.tlb_fills = state["tlb_fills"]
+        for name in self.flash:
+            self._map_flash(self.flash[name])
+        self._flash_remap.clear()
+        self.uc.ctl_flush_tlb()
+        self.uc.ctl_flush_tb()

@@ -19,7 +19,129 @@ TYPE_CHECKING = False   # typing and pathlib cost imports on every boot; annotat
 if TYPE_CHECKING:
     from os import PathLike
 
+    from .state_io import DataSink, DataSource
+
 PAGE = mmap.PAGESIZE
+# /proc/PID/pagemap entry bits (Linux Documentation/admin-guide/mm/pagemap.rst).
+PM_PRESENT, PM_SWAPPED, PM_FILE = 1 << 63, 1 << 62, 1 << 61
+_PAGEMAP_CHUNK = 512        # entries read and tested for all-zero at once (one 4 KiB read)
+
+
+class MemoryStateError(ValueError):
+    """A saved memory state that does not fit this bus (other regions, a changed file)."""
+
+
+def host_address(host: mmap.mmap) -> int:
+    return ctypes.addressof(ctypes.c_char.from_buffer(host))
+
+
+def _pagemap_candidates(host: mmap.mmap, file_backed: bool) -> list[int] | None:
+    """Pages of the mapping that may hold something a fresh mapping would not: present or swapped
+    pages, and of a private file mapping only those no longer the file's (copied on write). None when
+    /proc/self/pagemap cannot be read (not Linux, or no access): then every page is a candidate."""
+    count = len(host) // PAGE
+    try:
+        with open("/proc/self/pagemap", "rb", buffering=0) as f:
+            f.seek(host_address(host) // PAGE * 8)
+            raw = f.read(count * 8)
+    except OSError:
+        return None
+    if len(raw) != count * 8:
+        return None
+    entries = memoryview(raw).cast("Q")
+    zero_chunk = bytes(_PAGEMAP_CHUNK * 8)
+    out: list[int] = []
+    for first in range(0, count, _PAGEMAP_CHUNK):
+        if raw[first * 8:(first + _PAGEMAP_CHUNK) * 8] == zero_chunk[:8 * min(_PAGEMAP_CHUNK, count - first)]:
+            continue
+        for page in range(first, min(first + _PAGEMAP_CHUNK, count)):
+            e = entries[page]
+            if e & PM_SWAPPED or (e & PM_PRESENT and not (file_backed and e & PM_FILE)):
+                out.append(page)
+    return out
+
+
+def changed_pages(host: mmap.mmap, baseline: str | None = None) -> list[tuple[int, int]]:
+    """Runs (first page, count) of the pages that differ from what a fresh mapping reads: zeros for
+    anonymous memory, the file `baseline` for a private file mapping. The kernel's pagemap narrows
+    the search to touched pages (cheap on a sparse 2 GiB board); each candidate is then compared, so
+    a page that was only read, or written back to zeros, is not saved."""
+    candidates = _pagemap_candidates(host, baseline is not None)
+    if candidates is None:
+        candidates = range(len(host) // PAGE)
+    zero = bytes(PAGE)
+    base_file = open(baseline, "rb") if baseline is not None else None   # noqa: SIM115 - closed below
+    runs: list[tuple[int, int]] = []
+    try:
+        for page in candidates:
+            data = host[page * PAGE:(page + 1) * PAGE]
+            if base_file is None:
+                if data == zero:
+                    continue
+            else:
+                base_file.seek(page * PAGE)
+                if data == base_file.read(PAGE):
+                    continue
+            if runs and runs[-1][0] + runs[-1][1] == page:
+                runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+            else:
+                runs.append((page, 1))
+    finally:
+        if base_file is not None:
+            base_file.close()
+    return runs
+
+
+def file_identity(path: str, length: int) -> dict:
+    """What a restore checks a file against: its path, its size and the SHA-256 of its first `length`
+    bytes (the part mapped)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        left = length
+        while left > 0:
+            chunk = f.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            digest.update(chunk)
+            left -= len(chunk)
+    return {"path": path, "size": os.path.getsize(path), "sha256": digest.hexdigest()}
+
+
+def check_file_identity(saved: dict, path: str, length: int, what: str) -> None:
+    """Refuse a restore over a file that is not the one the snapshot was taken with."""
+    try:
+        now = file_identity(path, length)
+    except OSError as exc:
+        raise MemoryStateError(f"{what} {path} cannot be read: {exc.strerror}") from None
+    if now["sha256"] != saved.get("sha256") or now["size"] != saved.get("size"):
+        raise MemoryStateError(f"{what} {path} has changed since the snapshot was saved (SHA-256 "
+                               f"{now['sha256'][:16]}..., {now['size']} bytes; the snapshot has "
+                               f"{str(saved.get('sha256'))[:16]}..., {saved.get('size')} bytes)")
+
+
+def save_pages(host: mmap.mmap, runs: list[tuple[int, int]], sink: DataSink) -> None:
+    view = memoryview(host)
+    try:
+        for first, count in runs:
+            sink.put(view[first * PAGE:(first + count) * PAGE])
+    finally:
+        view.release()
+
+
+def load_pages(host: mmap.mmap, runs: list[tuple[int, int]], source: DataSource) -> None:
+    """Discard what the mapping holds (zeros again, or the file's bytes again for a private file
+    mapping: MADV_DONTNEED drops the copied-on-write pages) and read the saved pages into it."""
+    host.madvise(mmap.MADV_DONTNEED)
+    view = memoryview(host)
+    try:
+        for first, count in runs:
+            if first < 0 or count < 0 or (first + count) * PAGE > len(host):
+                raise MemoryStateError(f"saved pages {first}..{first + count} are outside a {len(host)}-byte mapping")
+            source.read_into(view[first * PAGE:(first + count) * PAGE])
+    finally:
+        view.release()
 
 
 class Region:
@@ -40,6 +162,31 @@ class Region:
     def address(self) -> int:
         """Host address of the mapping (for Unicorn's mem_map_ptr)."""
         return ctypes.addressof(ctypes.c_char.from_buffer(self.host))
+
+    # ------------------------------------------------------------------ snapshots
+    def state(self, sink: DataSink) -> dict:
+        """Only the pages that differ from a fresh region (zeros, or the overlay file's bytes) go to
+        `sink`; a file overlay also records the file's identity, so a restore over another file fails."""
+        baseline = self.name if self.kind == "file" else None
+        runs = changed_pages(self.host, baseline)
+        save_pages(self.host, runs, sink)
+        out = {"base": self.base, "size": self.size, "kind": self.kind, "runs": runs}
+        if baseline is not None:
+            out["file"] = file_identity(baseline, self.size)
+        return out
+
+    def check_state(self, state: dict) -> None:
+        """Whether load_state(state) fits this region (checked for every part before anything loads)."""
+        if (state.get("base"), state.get("size"), state.get("kind")) != (self.base, self.size, self.kind):
+            raise MemoryStateError(f"the snapshot has {state.get('kind')} memory at 0x{state.get('base', 0):x} "
+                                   f"(0x{state.get('size', 0):x} bytes) where this board has {self.kind} memory "
+                                   f"at 0x{self.base:x} (0x{self.size:x} bytes)")
+        if self.kind == "file":
+            check_file_identity(state.get("file", {}), self.name, self.size, "the module file")
+
+    def load_state(self, state: dict, source: DataSource) -> None:
+        """The region as saved: a check_state()ed state and its pages from `source`."""
+        load_pages(self.host, state["runs"], source)
 
 
 class FileOverlay(namedtuple("FileOverlay", "pa path")):
@@ -158,3 +305,17 @@ class PhysicalMemory:
 
     def resident_regions(self) -> list[Region]:
         return list(self.regions)
+
+    def state(self, sink: DataSink) -> list[dict]:
+        return [r.state(sink) for r in self.regions]
+
+    def check_state(self, state: list[dict]) -> None:
+        if len(state) != len(self.regions):
+            raise MemoryStateError(f"the snapshot has {len(state)} memory regions; this board has "
+                                   f"{len(self.regions)} ({', '.join(r.name for r in self.regions)})")
+        for region, saved in zip(self.regions, state, strict=True):
+            region.check_state(saved)
+
+    def load_state(self, state: list[dict], source: DataSource) -> None:
+        for region, saved in zip(self.regions, state, strict=True):
+            region.load_state(saved, source)

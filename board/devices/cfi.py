@@ -385,7 +385,7 @@ class CfiFlash:
         self._update_mode()
 
     # ------------------------------------------------------------------ snapshots
-    def snapshot(self) -> dict[str, Any]:
+    def state(self) -> dict[str, Any]:
         """The state machine (not the array, which is the image), JSON-compatible."""
         return {
             "version": SNAPSHOT_VERSION, "device": "cfi", "command_set": self.geometry.command_set,
@@ -396,8 +396,8 @@ class CfiFlash:
             "last_data": self.last_data, "locks": list(self.locks), "wp_low": self.wp_low,
         }
 
-    def restore(self, state: dict[str, Any]) -> None:
-        """Load a snapshot() of a bank with the same geometry (ValueError otherwise)."""
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Load a state() of a bank with the same geometry (ValueError otherwise)."""
         if state.get("version") != SNAPSHOT_VERSION or state.get("device") != "cfi":
             raise ValueError(f"{self.name}: snapshot version {state.get('version')!r} is not {SNAPSHOT_VERSION}")
         if state.get("command_set") != self.geometry.command_set or len(state.get("locks", ())) != len(self.locks):

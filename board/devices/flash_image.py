@@ -10,6 +10,12 @@ from __future__ import annotations
 import mmap
 import os
 
+from ..memory import MemoryStateError, changed_pages, check_file_identity, file_identity, load_pages, save_pages
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..state_io import DataSink, DataSource
+
 MIB = 1 << 20
 # The CFI geometries a board profile may name (board/devices/cfi.py GEOMETRIES builds them; a test
 # holds the two lists to the same names).
@@ -87,6 +93,30 @@ class FlashImage:
         end = min(self.size, -(-(offset + length) // page) * page)
         self.host.flush(start, end - start)
         self.syncs += 1
+
+    # ------------------------------------------------------------------ snapshots
+    def state(self, sink: DataSink) -> dict:
+        """A bank over a file is the file: the snapshot keeps its identity (SHA-256), and a restore over
+        a file that has changed since is refused. A bank of anonymous memory keeps its non-zero pages."""
+        if self.path is not None:
+            return {"size": self.size, "file": file_identity(self.path, self.size)}
+        runs = changed_pages(self.host)
+        save_pages(self.host, runs, sink)
+        return {"size": self.size, "runs": runs}
+
+    def check_state(self, state: dict, what: str) -> None:
+        if state.get("size") != self.size:
+            raise MemoryStateError(f"{what}: the snapshot's bank is {state.get('size')} bytes, this one {self.size}")
+        if ("file" in state) != (self.path is not None):
+            have = f"the image file {self.path}" if self.path else "no image file"
+            want = f"the image file {state['file'].get('path')}" if "file" in state else "no image file"
+            raise MemoryStateError(f"{what}: the snapshot was saved with {want}; this boot has {have}")
+        if self.path is not None:
+            check_file_identity(state["file"], self.path, self.size, f"{what}: the flash image")
+
+    def load_state(self, state: dict, source: DataSource) -> None:
+        if self.path is None:
+            load_pages(self.host, state["runs"], source)
 
     def close(self) -> None:
         if self.host.closed:

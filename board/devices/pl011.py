@@ -63,6 +63,14 @@ class Console:
     def text(self) -> str:
         return self.data.decode("utf-8", "replace").replace("\r\n", "\n")
 
+    def state(self) -> dict:
+        """What the console has shown so far (the kernel's message buffer reads it); the host stream
+        and the tap belong to whoever runs the board, not to its state."""
+        return {"data": bytes(self.data)}
+
+    def load_state(self, state: dict) -> None:
+        self.data[:] = state["data"]
+
 
 class PL011:
     """Register file of one PL011; the machine maps it as MMIO."""
@@ -89,6 +97,15 @@ class PL011:
         if offset in ID_REGS:
             return ID_REGS[offset]
         return self.regs.get(offset, 0)
+
+    def state(self) -> dict:
+        return {"regs": dict(self.regs), "ris": self.ris}
+
+    def load_state(self, state: dict) -> None:
+        regs = {int(k): int(v) & 0xFFFF for k, v in state["regs"].items()}
+        if set(regs) != set(self.regs):
+            raise ValueError(f"{self.name}: the saved PL011 registers are {sorted(regs)}, not {sorted(self.regs)}")
+        self.regs, self.ris = regs, int(state["ris"])
 
     def write(self, offset: int, size: int, value: int) -> None:
         if offset == DR:

@@ -14,6 +14,10 @@ import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..state_io import DataSink, DataSource
+
 # nbdkit's largest export size: the NBD protocol carries sizes as int64 (nbdkit-memory-plugin(1)).
 MAX_SIZE = 2**63 - 1
 
@@ -219,6 +223,42 @@ class Allocator(ABC):
             else:
                 out.append((off, n, flags))
         return out
+
+    # -- snapshots ----------------------------------------------------------------------------------
+    def state(self, sink: DataSink) -> dict:
+        """The stored data as a snapshot keeps it: the non-zero PAGE_SIZE pieces of the data extents
+        go to `sink` (holes and zero pages cost nothing), their offsets into the returned dict."""
+        pieces: list[tuple[int, int]] = []
+        zero = bytes(PAGE_SIZE)
+        for off, n, flags in self.extents(0, self._size) if self._size else ():
+            if flags & (EXTENT_HOLE | EXTENT_ZERO):
+                continue
+            for pos in range(off, off + n, PAGE_SIZE):
+                length = min(PAGE_SIZE, off + n - pos)
+                data = self.read(pos, length)
+                if data == zero[:length]:
+                    continue
+                sink.put(data)
+                if pieces and pieces[-1][0] + pieces[-1][1] == pos:
+                    pieces[-1] = (pieces[-1][0], pieces[-1][1] + length)
+                else:
+                    pieces.append((pos, length))
+        return {"kind": self.kind, "size": self._size, "extents": pieces}
+
+    def check_state(self, state: dict) -> None:
+        if (state.get("kind"), state.get("size")) != (self.kind, self._size):
+            raise StorageError("EINVAL", f"the snapshot's store is {state.get('kind')} of {state.get('size')} bytes; "
+                                         f"this one is {self.kind} of {self._size} bytes")
+
+    def load_state(self, state: dict, source: DataSource) -> None:
+        """The store as saved (after check_state): everything else reads as zeroes again."""
+        if self._size:
+            self.zero(0, self._size)
+        for off, length in state["extents"]:
+            for pos in range(off, off + length, 1 << 20):
+                buf = bytearray(min(1 << 20, off + length - pos))
+                source.read_into(buf)
+                self.write(pos, buf)
 
     # -- accounting ---------------------------------------------------------------------------------
     @property

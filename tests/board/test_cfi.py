@@ -710,11 +710,11 @@ def test_snapshot_restores_a_half_done_buffered_program(name):
         drv.cmd(0, 3)
     dev.write(0, drv.bw, 0x11111111 & drv.ones)
     dev.write(drv.bw, drv.bw, 0x22222222 & drv.ones)
-    state = json.loads(json.dumps(dev.snapshot()))
+    state = json.loads(json.dumps(dev.state()))
     other = CfiFlash(g, FlashImage.anonymous(g.size, fill=0xFF))
     events: list[bool] = []
     other.on_mode_change = events.append
-    other.restore(state)
+    other.load_state(state)
     assert events == [False]
     for d in (dev, other):
         d.write(2 * drv.bw, drv.bw, 0x33333333 & drv.ones)
@@ -722,19 +722,19 @@ def test_snapshot_restores_a_half_done_buffered_program(name):
         d.write(0, drv.bw, (0xD0 if drv.intel else 0x29) * drv.rep)
         d.write(0, drv.bw, (0xFF if drv.intel else 0xF0) * drv.rep)
         assert bytes(d.array[0:4 * drv.bw]) == b"".join(bytes([v]) * drv.bw for v in (0x11, 0x22, 0x33, 0x44))
-    assert other.snapshot() == dev.snapshot()
+    assert other.state() == dev.state()
 
 
 def test_snapshot_rejects_other_versions_and_geometries():
     dev, _ = make("qemu-virt")
-    state = dev.snapshot()
+    state = dev.state()
     with pytest.raises(ValueError, match="version"):
-        dev.restore({**state, "version": 99})
+        dev.load_state({**state, "version": 99})
     amd, _ = make("geom-map-example")
     with pytest.raises(ValueError, match="geometry"):
-        amd.restore(state)
+        amd.load_state(state)
     with pytest.raises(ValueError, match="malformed"):
-        dev.restore({**state, "wcycle": "x"})
+        dev.load_state({**state, "wcycle": "x"})
 
 
 def test_bad_geometries_are_refused():
