@@ -45,7 +45,7 @@ class BootRequest:
     __slots__ = (
         "board", "kernconf", "overrides", "loader_conf", "hints", "mfsroot", "physmem", "kernel", "kernel_footprint",
         "console", "timeout", "stop_at", "mmu", "abi", "tunables", "flash", "md_images", "md_vnodes", "shell",
-        "command", "read_line", "swap", "on_stage",
+        "command", "read_line", "swap", "on_stage", "pause_at", "on_pause",
     )
 
     def __init__(self, board: str = "virt", kernconf: StrPath = DEFAULT_KERNCONF, overrides: list[str] | None = None,
@@ -56,7 +56,8 @@ class BootRequest:
                  tunables: list[tuple[str, str]] | None = None, flash: list[tuple[str | None, StrPath]] | None = None,
                  md_images: list[StrPath] | None = None, md_vnodes: list[str] | None = None, shell: bool = False,
                  command: str | None = None, read_line: Callable[[], str] | None = None, swap: str | None = None,
-                 on_stage: Callable[[str, object], None] | None = None) -> None:
+                 on_stage: Callable[[str, object], None] | None = None, pause_at: str | None = None,
+                 on_pause: Callable[[Paused], None] | None = None) -> None:
         self.board = board
         self.kernconf = kernconf
         self.overrides = [] if overrides is None else overrides
@@ -83,6 +84,10 @@ class BootRequest:
         # Called before each step of mi_startup (kernel_sim.kern.startup.STEPS) with its name and the run,
         # and with "done" at the end: stop points, timelines and snapshots in the Python kernel.
         self.on_stage = on_stage
+        # A pause point: at its first arrival the boot calls on_pause(Paused) and goes on (`--save-at`).
+        # A guest kernel symbol or 0xADDR, as stop_at takes them, or "handover" (before mi_startup).
+        self.pause_at = pause_at
+        self.on_pause = on_pause
 
     def as_dict(self) -> dict[str, object]:
         """The fields by name, as BootRequest(**d) takes them back (sweeps ship requests to workers)."""
@@ -90,6 +95,13 @@ class BootRequest:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"
+
+
+class Paused(namedtuple("Paused", "name prepared machine handoff", defaults=(None,))):
+    """Where a boot paused: `name` the pause point, with the PreparedBoot, its Machine and, from the
+    hand-over on, the Handoff."""
+
+    __slots__ = ()
 
 
 class PreparedBoot:
@@ -121,13 +133,13 @@ class PreparedBoot:
 class BootResult:
     __slots__ = (
         "exit_code", "status", "stage", "message", "machine", "prepared", "handoff", "diagnosis", "memory", "stop",
-        "event", "startup",
+        "event", "startup", "run",
     )
 
     def __init__(self, exit_code: int, status: str, stage: str, message: str, machine: Machine,
                  prepared: PreparedBoot, handoff: Handoff | None = None, diagnosis: object = None,
                  memory: object = None, stop: Stop | None = None, event: GateEvent | None = None,
-                 startup: object = None) -> None:
+                 startup: object = None, run: object = None) -> None:
         self.exit_code = exit_code
         self.status = status  # "halted", "stopped", "failed", "timeout", "unreached" (--stop-at)
         self.stage = stage
@@ -140,6 +152,7 @@ class BootResult:
         self.stop = stop
         self.event = event
         self.startup = startup  # kernel_sim.kern.startup.Startup
+        self.run = run  # kernel_sim.kern.startup.StartupRun, once mi_startup began
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"
@@ -271,11 +284,12 @@ def prepare(request: BootRequest) -> PreparedBoot:
     return PreparedBoot(request, profile, kernconf, loader, image, plan, config, options, swap, md_vnodes, flash)
 
 
-def build_machine(prep: PreparedBoot, *, private_flash: bool = False) -> Machine:
+def build_machine(prep: PreparedBoot, *, private_flash: bool = False, load: bool = True) -> Machine:
     """The board of `prep` with the kernel, its configuration and modules in RAM, at reset.
 
     `private_flash` maps each flash image copy-on-write: programs and erases work but never reach the
-    file (a sweep: every point starts from the same image, and no point changes the user's file)."""
+    file (a sweep: every point starts from the same image, and no point changes the user's file).
+    `load=False` leaves RAM empty (a restore fills it from the snapshot)."""
     # The board (and libunicorn with it) loads here, not at import: `plan` prepares a boot without one.
     from board.devices.flash_image import FlashImage
     from board.machine import Machine
@@ -294,6 +308,8 @@ def build_machine(prep: PreparedBoot, *, private_flash: bool = False) -> Machine
                       flash_images=images, swap=prep.swap,
                       fault_classifier=classify_fault,
                       tlb_fill=tlb_fill if prep.request.mmu == "python" else None)
+    if not load:
+        return machine
     load_kernel(machine.phys, prep.image)
     write_config(machine.phys, prep.image, prep.config)
     load_modules(machine.phys, layout)
@@ -380,23 +396,29 @@ def stop_point(image: GuestImage, spec: str) -> StopPoint | None:
     return StopPoint(spec, (va,) if pa is None or pa == va else (va, pa))
 
 
-def run(prep: PreparedBoot, machine: Machine | None = None) -> BootResult:
+def run(prep: PreparedBoot, machine: Machine | None = None, *, resume: bool = False) -> BootResult:
     """Boot to the hand-over, then mi_startup (unless stopping earlier).
 
     A `--stop-at` symbol or address the CPU never executes makes the boot end with exit status 1 and
-    says so (after the hand-over only Python runs: no guest instruction can reach it any more)."""
-    return finish(start(prep, machine))
+    says so (after the hand-over only Python runs: no guest instruction can reach it any more).
+    `resume`: the machine is a restored one, stopped in guest code; the boot goes on from its pc."""
+    return finish(start(prep, machine, resume=resume))
 
 
-def start(prep: PreparedBoot, machine: Machine | None = None) -> BootResult:
-    """The guest's part of run(): from reset until the guest hands over (status "handover", to be
-    finished) or ends the boot itself. Nothing after the hand-over has run, so a sweep can fork here
-    and finish the copies with points whose pre-hand-over inputs are the same."""
+def start(prep: PreparedBoot, machine: Machine | None = None, *, resume: bool = False) -> BootResult:
+    """The guest's part of run(): from reset (or, `resume`, from where a restored machine stopped)
+    until the guest hands over (status "handover", to be finished) or ends the boot itself. Nothing
+    after the hand-over has run, so a sweep can fork here and finish the copies with points whose
+    pre-hand-over inputs are the same."""
     machine = machine or build_machine(prep)
     point = stop_point(prep.image, prep.request.stop_at)
     for address in point.addresses if point else ():
         machine.add_breakpoint(address)
-    return _boot(prep, machine, point)
+    pause, pause_hooks = None, []
+    if prep.request.pause_at not in (None, "handover") and prep.request.on_pause is not None:
+        pause = stop_point(prep.image, prep.request.pause_at)
+        pause_hooks = [(address, machine.add_breakpoint(address)) for address in pause.addresses]
+    return _boot(prep, machine, point, pause, resume, pause_hooks)
 
 
 def finish(result: BootResult, prep: PreparedBoot | None = None) -> BootResult:
@@ -418,7 +440,8 @@ def finish(result: BootResult, prep: PreparedBoot | None = None) -> BootResult:
     return result
 
 
-def _boot(prep: PreparedBoot, machine: Machine, point: StopPoint | None) -> BootResult:
+def _boot(prep: PreparedBoot, machine: Machine, point: StopPoint | None, pause: StopPoint | None = None,
+          resume: bool = False, pause_hooks: list[tuple[int, int]] = ()) -> BootResult:
     from board.ucapi import UC_ARM_REG_R0
     from kernel_sim.kern.hypercalls import GateEvent, handle_hypercall
 
@@ -430,14 +453,25 @@ def _boot(prep: PreparedBoot, machine: Machine, point: StopPoint | None) -> Boot
         return event
 
     machine.hypercall_handler = gate
-    r0, r1, r2 = boot_registers(prep, machine)
-    for reg, value in ((UC_ARM_REG_R0, r0), (UC_ARM_REG_R0 + 1, r1), (UC_ARM_REG_R0 + 2, r2)):
-        machine.uc.reg_write(reg, value)
     image = prep.image
-    entry_pa = physical_alias(image, image.entry)
-    if entry_pa is None:
-        raise InputError(f"the entry point 0x{image.entry:08x} is in no PT_LOAD segment", str(image.elf_path))
-    stop = machine.run(entry_pa, timeout=prep.request.timeout)
+    if resume:
+        start_pc = machine.pc
+    else:
+        r0, r1, r2 = boot_registers(prep, machine)
+        for reg, value in ((UC_ARM_REG_R0, r0), (UC_ARM_REG_R0 + 1, r1), (UC_ARM_REG_R0 + 2, r2)):
+            machine.uc.reg_write(reg, value)
+        start_pc = physical_alias(image, image.entry)
+        if start_pc is None:
+            raise InputError(f"the entry point 0x{image.entry:08x} is in no PT_LOAD segment", str(image.elf_path))
+    timeout = prep.request.timeout
+    stop = machine.run(start_pc, timeout=timeout)
+    while pause is not None and stop.kind == "breakpoint" and machine.pc in pause.addresses:
+        for address, hook in pause_hooks:    # once: the boot goes on past it (a stop point there stays)
+            machine.remove_breakpoint(address, hook)
+        prep.request.on_pause(Paused(pause.name, prep, machine))
+        pause = None
+        left = None if timeout is None else max(0.001, timeout - machine.wall_seconds)
+        stop = machine.run(machine.pc, timeout=left)
     result = BootResult(1, "failed", "early boot", "", machine, prep, stop=stop)
     if stop.kind == "timeout":
         result.exit_code, result.status = 3, "timeout"
@@ -476,22 +510,27 @@ def _boot(prep: PreparedBoot, machine: Machine, point: StopPoint | None) -> Boot
     return result
 
 
-def _after_handover(result: BootResult, handoff: Handoff) -> BootResult:
-
+def _after_handover(result: BootResult, handoff: Handoff, run=None) -> BootResult:
+    """From the hand-over: mi_startup, and what its outcome means. `run` (a StartupRun restored from a
+    snapshot) goes on from its next step instead of starting mi_startup."""
     prep = result.prepared
+    req = prep.request
     result.handoff = handoff
     result.stage = "handover"
-    expected = len(prep.layout.modules) + 1
-    if prep.request.abi == "freebsd" and handoff.nmodules < expected:
-        from kernel_sim.kern.diagnose import diagnose_lost_metadata
+    if run is None:
+        expected = len(prep.layout.modules) + 1
+        if req.abi == "freebsd" and handoff.nmodules < expected:
+            from kernel_sim.kern.diagnose import diagnose_lost_metadata
 
-        result.diagnosis = diagnose_lost_metadata(prep.layout, prep.options, prep.layout.metadata_va)
-        result.stage, result.message = "initarm", result.diagnosis.text
-        return result
-    if prep.request.stop_at == "handover":
-        result.exit_code, result.status = 0, "stopped"
-        result.message = "Stopped at the hand-over to the Python kernel."
-        return result
+            result.diagnosis = diagnose_lost_metadata(prep.layout, prep.options, prep.layout.metadata_va)
+            result.stage, result.message = "initarm", result.diagnosis.text
+            return result
+        if req.pause_at == "handover" and req.on_pause is not None:
+            req.on_pause(Paused("handover", prep, result.machine, handoff))
+        if req.stop_at == "handover":
+            result.exit_code, result.status = 0, "stopped"
+            result.message = "Stopped at the hand-over to the Python kernel."
+            return result
     # Imported here: a boot that stops at the hand-over never pays for the Python kernel's modules.
     from kernel_sim.kern.diagnose import (
         Diagnosis,
@@ -501,16 +540,18 @@ def _after_handover(result: BootResult, handoff: Handoff) -> BootResult:
         diagnose_userland,
     )
     from kernel_sim.kern.panic import KernelPanic
-    from kernel_sim.kern.startup import Userland, mi_startup
+    from kernel_sim.kern.startup import StartupRun, Userland, run_steps
 
-    req = prep.request
+    if run is None:
+        run = StartupRun(result.machine, handoff, prep.layout, prep.kernconf.ident or "GENERIC",
+                         dict(prep.kernconf.options), prep.loader.env, prep.kernconf,
+                         hints_from_env(prep.loader.env, prep.loader.origin),
+                         Userland(req.shell, req.command, req.read_line), list(prep.md_vnodes), req.on_stage)
+    result.run = run
     try:
-        startup = mi_startup(result.machine, handoff, prep.layout, prep.kernconf.ident or "GENERIC",
-                             options=dict(prep.kernconf.options), env=prep.loader.env, kernconf=prep.kernconf,
-                             hints=hints_from_env(prep.loader.env, prep.loader.origin),
-                             userland=Userland(req.shell, req.command, req.read_line), md_vnodes=prep.md_vnodes,
-                             on_stage=req.on_stage)
+        startup = run_steps(run)
     except KernelPanic as panic:
+        result.run = None                 # stopped inside a step: no state between two steps to go on from
         result.machine.console.write_text(panic.console_line + "cpuid = 0\n")
         result.stage, result.message = "mi_startup", f"Boot failed in mi_startup: panic \"{panic.message}\"."
         return result

@@ -125,7 +125,12 @@ class HostVnode:
     """A host file opened like vn_open: O_RDWR for a writable md, else O_RDONLY (a directory then opens)."""
 
     def __init__(self, path: str, writable: bool) -> None:
+        self.path, self.writable = path, writable
         self.fd = os.open(path, os.O_RDWR if writable else os.O_RDONLY)
+
+    def __reduce__(self):
+        """A snapshot keeps the file's name, not its descriptor: loading opens it again."""
+        return HostVnode, (self.path, self.writable)
 
     def stat(self) -> os.stat_result:
         return os.fstat(self.fd)

@@ -210,6 +210,18 @@ class Vfs:
         self.factories: dict[str, FsFactory] = {"ufs": _mount_ufs, "tmpfs": _mount_tmpfs,
                                                  "devfs": _mount_devfs, "cd9660": _mount_cd9660}
 
+    def __getstate__(self) -> dict:
+        """A snapshot keeps the covered-vnode table by its mounts: its keys are id()s, which a
+        loaded state has new ones of."""
+        state = dict(self.__dict__)
+        state["_covered"] = [(m.covered.mount, m.covered.ino, m) for m in self._covered.values()]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        covered = state.pop("_covered")
+        self.__dict__.update(state)
+        self._covered = {(id(mount), ino): m for mount, ino, m in covered}
+
     # -------------------------------------------------------------- the mount table
     @property
     def mounts(self) -> dict[str, Mount]:

@@ -1,0 +1,267 @@
+"""Snapshots of a boot: save one where it pauses (`--save-at`), and go on from one (`--restore`).
+
+A snapshot holds three things, each saved by its owner (DESIGN.md, "Snapshots"):
+
+* the board: Machine.state() framed by board/snapshot.py ("pages" and "board" sections);
+* the boot: the PreparedBoot, everything prepare() derived from the user's files, so a restore needs
+  none of them again, only the host files the board maps (module overlays, flash images, vnodes),
+  whose contents the board checks ("boot" section);
+* the Python kernel, from the hand-over on: the Handoff and, between two steps of mi_startup, the
+  StartupRun's object graph (kernel_sim/kern/snapshot_state.py, "kernel" section).
+
+Where a snapshot can be taken, its `position`:
+
+* "guest": at a guest kernel symbol or 0xADDR, before or after the MMU switch: the CPU stops there;
+  the restored boot runs the guest on from that pc;
+* "handover": at the hand-over hypercall, before mi_startup: the restored boot starts mi_startup;
+* "stage": before a step of mi_startup (kernel_sim.kern.startup.STAGE_NAMES), or "done" after the
+  last: the restored boot runs the remaining steps. Inside init and /etc/rc the kernel runs in live
+  Python frames, which no snapshot can hold; those points are refused.
+
+What the restoring command line gives is the run, not the board: the console sink, the time limit,
+the stop point, the line reader for the console, watchers and a further save point.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import namedtuple
+
+from board import snapshot as board_snapshot
+from board.machine import Machine
+from board.snapshot import SnapshotError, SnapshotReader, SnapshotWriter
+from kernel_sim import boot as boot_mod
+from kernel_sim.boot import BootRequest, BootResult, Paused, PreparedBoot
+from kernel_sim.errors import InputError
+from kernel_sim.kern import snapshot_state
+from kernel_sim.kern.snapshot_state import KernelStateError
+from kernel_sim.kern.startup import STAGE_NAMES
+
+BOOT_SECTION, KERNEL_SECTION = "boot", "kernel"
+KERNEL_STATE_VERSION = 1
+SAVE_POINTS = "handover, a guest kernel symbol or 0xADDR, a stage of mi_startup (" + ", ".join(STAGE_NAMES) + \
+    ") or done"
+# The request's fields that belong to the run, not to the saved boot: a restore takes them from the
+# restoring command line.
+RUNTIME_FIELDS = ("console", "timeout", "stop_at", "read_line", "on_stage", "pause_at", "on_pause")
+# Those of them that are host objects (a stream, callables): saved as a reference, never copied.
+HOST_FIELDS = ("console", "read_line", "on_stage", "on_pause")
+
+
+class SaveReport(namedtuple("SaveReport", "path point position stored pages")):
+    """A written snapshot: its `path`, the save `point` and `position`, the file's size and the bytes of
+    pages it holds before compression."""
+
+    __slots__ = ()
+
+    def describe(self) -> str:
+        return (f"saved the {self.position} state at {self.point} to {self.path} ({self.stored} bytes; "
+                f"{self.pages} bytes of pages before compression)")
+
+
+class RestoredBoot(namedtuple("RestoredBoot", "prepared machine position point handoff run")):
+    """A snapshot loaded onto a machine, ready to go on (restore()) or to be inspected (the monitor)."""
+
+    __slots__ = ()
+
+
+def _host_refs(request: BootRequest) -> dict[str, object]:
+    """The request's host objects by name (None ones too: a loaded reference to one becomes None)."""
+    return {f"host:{name}": getattr(request, name) for name in HOST_FIELDS}
+
+
+def _kernel_refs(machine: Machine, request: BootRequest) -> dict[str, object]:
+    return {**machine.parts(), **_host_refs(request)}
+
+
+def save(path: str | os.PathLike[str], prepared: PreparedBoot, machine: Machine, *, position: str, point: str,
+         handoff=None, run=None) -> SaveReport:
+    """Write the snapshot of a paused boot. KernelStateError when the kernel holds what cannot be saved."""
+    request = prepared.request
+    boot_payload = snapshot_state.dumps(prepared, _host_refs(request))
+    kernel = {"version": KERNEL_STATE_VERSION, "position": position, "point": point, "prepared": prepared,
+              "handoff": handoff, "run": run, "tap": machine.console.tap if run is not None else None}
+    kernel_payload = snapshot_state.dumps(kernel, _kernel_refs(machine, request))
+    writer = SnapshotWriter(path)
+    try:
+        board_snapshot.save_machine(writer, machine)
+        writer.add(BOOT_SECTION, boot_payload)
+        writer.add(KERNEL_SECTION, kernel_payload)
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    return SaveReport(os.fspath(path), point, position, os.path.getsize(path),
+                      writer.sizes[board_snapshot.PAGES_SECTION][1])
+
+
+def save_paused(path: str | os.PathLike[str], paused: Paused) -> SaveReport:
+    position = "guest" if paused.handoff is None else "handover"
+    return save(path, paused.prepared, paused.machine, position=position, point=paused.name, handoff=paused.handoff)
+
+
+def save_stage(path: str | os.PathLike[str], prepared: PreparedBoot, run) -> SaveReport:
+    from kernel_sim.kern.startup import STEPS
+
+    point = STEPS[run.next_step][0] if run.next_step < len(STEPS) else "done"
+    return save(path, prepared, run.machine, position="stage", point=point, handoff=run.handoff, run=run)
+
+
+def check_save_point(prepared: PreparedBoot, point: str) -> None:
+    """InputError (`--save-at`) unless `point` names a place a snapshot can be taken."""
+    if point in STAGE_NAMES or point in ("done", "handover"):
+        return
+    try:
+        boot_mod.stop_point(prepared.image, point)
+    except InputError:
+        raise InputError(f"unknown save point '{point}' (use {SAVE_POINTS})", "--save-at") from None
+    if point == "halt":
+        raise InputError(f"'halt' is no save point (use {SAVE_POINTS})", "--save-at")
+
+
+class SavePoint:
+    """`--save-at POINT FILE`: save a snapshot the first time the boot reaches POINT, and go on.
+
+    install() hooks it into a boot (a new one, or one restored from a snapshot); finish() says so in
+    the result when the boot never got there (exit status 1, as an unreached stop point)."""
+
+    def __init__(self, prepared: PreparedBoot, point: str, path: str | os.PathLike[str], report=None) -> None:
+        check_save_point(prepared, point)
+        self.prepared, self.point, self.path, self.report = prepared, point, path, report
+        self.saved: SaveReport | None = None
+
+    def _keep(self, make) -> None:
+        if self.saved is not None:
+            return
+        try:
+            self.saved = make()
+        except KernelStateError as exc:
+            raise InputError(f"cannot save here: {exc}", f"--save-at {self.point}") from None
+        except OSError as exc:
+            from kernel_sim.errnos import describe_host
+
+            raise InputError(f"cannot write the snapshot: {describe_host(exc)}", os.fspath(self.path)) from None
+        if self.report is not None:
+            self.report(self.saved)
+
+    def install(self, run=None) -> None:
+        """Hook into the boot's request (and into `run`, a StartupRun already under way)."""
+        request, point = self.prepared.request, self.point
+        if point in STAGE_NAMES or point == "done":
+            inner = request.on_stage
+
+            def on_stage(name: str, startup_run) -> None:
+                if inner is not None:
+                    inner(name, startup_run)
+                if name == point:
+                    self._keep(lambda: save_stage(self.path, self.prepared, startup_run))
+
+            request.on_stage = on_stage
+            if run is not None:
+                run.on_stage = on_stage
+        else:
+            request.pause_at = point
+            request.on_pause = lambda paused: self._keep(lambda: save_paused(self.path, paused))
+
+    def finish(self, result: BootResult) -> BootResult:
+        if self.saved is None and result.exit_code in (0, 1):
+            result.message = (f"The save point {self.point} was never reached, so no snapshot was written; the boot "
+                              f"ended in {result.stage}: {result.message}")
+            if result.exit_code == 0:
+                result.exit_code, result.status = 1, "unreached"
+        return result
+
+
+def boot_saving(prepared: PreparedBoot, point: str, path: str | os.PathLike[str], report=None) -> BootResult:
+    """Boot, saving a snapshot at `point` on the way (`report(SaveReport)` hears it)."""
+    saver = SavePoint(prepared, point, path, report)
+    saver.install()
+    return saver.finish(boot_mod.run(prepared))
+
+
+def _reader(path: str | os.PathLike[str]) -> SnapshotReader:
+    try:
+        return SnapshotReader(path)
+    except SnapshotError as exc:
+        raise InputError(str(exc), os.fspath(path)) from None
+    except OSError as exc:
+        from kernel_sim.errnos import describe_host
+
+        raise InputError(f"cannot read the snapshot: {describe_host(exc)}", os.fspath(path)) from None
+
+
+def _kernel_section(reader: SnapshotReader, refs: dict[str, object], where: str) -> dict:
+    offset = reader.sections[KERNEL_SECTION].offset if KERNEL_SECTION in reader.sections else 0
+    try:
+        kernel = snapshot_state.loads(reader.read(KERNEL_SECTION), refs)
+    except SnapshotError as exc:
+        raise InputError(str(exc), where) from None
+    except KernelStateError as exc:
+        raise InputError(f"offset {offset}: {exc}", where) from None
+    if not isinstance(kernel, dict) or kernel.get("version") != KERNEL_STATE_VERSION:
+        version = kernel.get("version") if isinstance(kernel, dict) else None
+        raise InputError(f"offset {offset}: kernel state version {version!r}; this armboard reads version "
+                         f"{KERNEL_STATE_VERSION}", where)
+    return kernel
+
+
+def _apply_runtime(prepared: PreparedBoot, runtime: BootRequest | None) -> None:
+    if runtime is None:
+        for name in ("console", "read_line", "on_stage", "pause_at", "on_pause"):
+            setattr(prepared.request, name, None)
+        return
+    for name in RUNTIME_FIELDS:
+        setattr(prepared.request, name, getattr(runtime, name))
+
+
+def load(path: str | os.PathLike[str], runtime: BootRequest | None = None,
+         machine: Machine | None = None) -> RestoredBoot:
+    """Read a snapshot and put it on a board: a new one built as the saved boot built its own, or
+    `machine` (the monitor's loadvm), which must be the same board. InputError (exit 2) for a damaged,
+    foreign or mismatched file, with the file and the offset."""
+    where = os.fspath(path)
+    with _reader(path) as reader:
+        offset = reader.sections.get(BOOT_SECTION).offset if BOOT_SECTION in reader.sections else 0
+        try:
+            prepared = snapshot_state.loads(reader.read(BOOT_SECTION), _host_refs(runtime or BootRequest()))
+            state = board_snapshot.machine_state(reader)
+        except SnapshotError as exc:
+            raise InputError(str(exc), where) from None
+        except KernelStateError as exc:
+            raise InputError(f"offset {offset}: {exc}", where) from None
+        if not isinstance(prepared, PreparedBoot):
+            raise InputError(f"offset {offset}: the boot section holds no boot", where)
+        _apply_runtime(prepared, runtime)
+        if machine is None:
+            try:
+                machine = boot_mod.build_machine(prepared, load=False)
+            except (OSError, ValueError) as exc:
+                raise InputError(f"the saved board cannot be built again: {exc}", where) from None
+        try:
+            board_snapshot.load_machine(reader, machine, state)
+        except SnapshotError as exc:
+            raise InputError(str(exc), where) from None
+        kernel = _kernel_section(reader, _kernel_refs(machine, prepared.request), where)
+    prepared = kernel["prepared"]          # the kernel's own copy: the objects its run shares with the boot
+    _apply_runtime(prepared, runtime)
+    run = kernel["run"]
+    if run is not None:
+        run.on_stage = prepared.request.on_stage
+        machine.console.tap = kernel["tap"]
+    return RestoredBoot(prepared, machine, kernel["position"], kernel["point"], kernel["handoff"], run)
+
+
+def resume(restored: RestoredBoot) -> BootResult:
+    """Go on from a loaded snapshot as the saved boot would have gone on."""
+    prepared, machine = restored.prepared, restored.machine
+    if restored.position == "guest":
+        return boot_mod.run(prepared, machine, resume=True)
+    result = BootResult(1, "failed", "handover", "", machine, prepared)
+    return boot_mod._after_handover(result, restored.handoff, restored.run)
+
+
+def restore(path: str | os.PathLike[str], runtime: BootRequest) -> BootResult:
+    """`armboard boot --restore FILE`: load the snapshot onto a new board and boot on from it (saving
+    again at runtime.pause_at / a stage, if asked)."""
+    restored = load(path, runtime)
+    return resume(restored)
