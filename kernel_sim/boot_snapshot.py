@@ -55,8 +55,19 @@ class SaveReport(namedtuple("SaveReport", "path point position stored pages")):
     __slots__ = ()
 
     def describe(self) -> str:
-        return (f"saved the {self.position} state at {self.point} to {self.path} ({self.stored} bytes; "
-                f"{self.pages} bytes of pages before compression)")
+        return (f"saved a snapshot {where_text(self.position, self.point)} to {self.path} ({self.stored} bytes; "
+                f"{self.pages} bytes of memory pages before compression)")
+
+
+def where_text(position: str, point: str) -> str:
+    """Where a snapshot was taken, in words."""
+    if position == "guest":
+        return f"at {point} in the guest kernel"
+    if position == "handover":
+        return "at the hand-over to the Python kernel"
+    if point == "done":
+        return "at the end of mi_startup"
+    return f"before mi_startup's step {point}"
 
 
 class RestoredBoot(namedtuple("RestoredBoot", "prepared machine position point handoff run")):
@@ -172,11 +183,13 @@ class SavePoint:
         return result
 
 
-def boot_saving(prepared: PreparedBoot, point: str, path: str | os.PathLike[str], report=None) -> BootResult:
-    """Boot, saving a snapshot at `point` on the way (`report(SaveReport)` hears it)."""
+def boot_saving(prepared: PreparedBoot, point: str, path: str | os.PathLike[str], report=None,
+                machine: Machine | None = None) -> BootResult:
+    """Boot (on `machine` if given), saving a snapshot at `point` on the way (`report(SaveReport)`
+    hears it)."""
     saver = SavePoint(prepared, point, path, report)
     saver.install()
-    return saver.finish(boot_mod.run(prepared))
+    return saver.finish(boot_mod.run(prepared, machine))
 
 
 def _reader(path: str | os.PathLike[str]) -> SnapshotReader:
@@ -206,12 +219,15 @@ def _kernel_section(reader: SnapshotReader, refs: dict[str, object], where: str)
 
 
 def _apply_runtime(prepared: PreparedBoot, runtime: BootRequest | None) -> None:
-    if runtime is None:
-        for name in ("console", "read_line", "on_stage", "pause_at", "on_pause"):
-            setattr(prepared.request, name, None)
-        return
+    """The restoring run's fields on the saved request. The console's line reader only where the
+    saved boot had one: whether the kernel can ask the console (the mountroot> prompt) is part of
+    what it does, not of how it is run."""
+    runtime = runtime if runtime is not None else BootRequest(console=None)
+    had_reader = prepared.request.read_line is not None
     for name in RUNTIME_FIELDS:
         setattr(prepared.request, name, getattr(runtime, name))
+    if not had_reader:
+        prepared.request.read_line = None
 
 
 def load(path: str | os.PathLike[str], runtime: BootRequest | None = None,
@@ -249,6 +265,29 @@ def load(path: str | os.PathLike[str], runtime: BootRequest | None = None,
         run.on_stage = prepared.request.on_stage
         machine.console.tap = kernel["tap"]
     return RestoredBoot(prepared, machine, kernel["position"], kernel["point"], kernel["handoff"], run)
+
+
+def position_of(result: BootResult) -> RestoredBoot:
+    """Where a finished or stopped boot can be saved from (the monitor's savevm), or KernelStateError
+    saying why it cannot: a guest that stopped for good (a panic, a fatal trap) has nothing to go on."""
+    from kernel_sim.kern.startup import STEPS
+
+    prepared, machine, run = result.prepared, result.machine, result.run
+    if run is not None:
+        point = STEPS[run.next_step][0] if run.next_step < len(STEPS) else "done"
+        return RestoredBoot(prepared, machine, "stage", point, run.handoff, run)
+    if result.status == "stopped":
+        if result.handoff is not None:
+            return RestoredBoot(prepared, machine, "handover", "handover", result.handoff, None)
+        return RestoredBoot(prepared, machine, "guest", result.stage, None, None)
+    if result.status == "timeout" and result.handoff is None:
+        return RestoredBoot(prepared, machine, "guest", f"0x{machine.pc:08x}", None, None)
+    raise KernelStateError(f"the boot ended in {result.stage} ({result.status}); there is no state to go on from")
+
+
+def save_position(path: str | os.PathLike[str], where: RestoredBoot) -> SaveReport:
+    return save(path, where.prepared, where.machine, position=where.position, point=where.point,
+                handoff=where.handoff, run=where.run)
 
 
 def resume(restored: RestoredBoot) -> BootResult:

@@ -117,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     boot.add_argument("--timeline", metavar="FILE.json|FILE.svg",
                       help="record the boot timeline: stages with instruction counts, virtual and wall time")
     boot.add_argument("--report", metavar="FILE.html", help="write a self-contained HTML boot report")
+    boot.add_argument("--save-at", nargs=2, metavar=("POINT", "FILE"),
+                      help="save a snapshot in FILE when the boot reaches POINT (handover, a guest kernel symbol "
+                           "or 0xADDR as --stop-at takes them, a stage of mi_startup such as geom_taste, or done), "
+                           "then go on")
+    boot.add_argument("--restore", metavar="FILE",
+                      help="boot on from a snapshot (the board and kernel configuration come from it)")
     plan = sub.add_parser("plan", help="predict a boot without running the CPU: stages, KVA layout, kmem")
     add_config_arguments(plan)
     plan.add_argument("--picture", type=Path, metavar="FILE.svg", help="draw the KVA layout as SVG")
@@ -215,6 +221,10 @@ def cmd_boot(args: argparse.Namespace) -> int:
         timeout=args.timeout, stop_at=args.stop_at, mmu=args.mmu, shell=args.shell, command=args.guest_command,
         swap=args.swap, read_line=nbd.giant.releasing(read_line) if nbd and read_line else read_line)
     try:
+        if args.restore:                 # only a boot that saves or restores imports the snapshot code
+            from tools import snapshot_cli
+
+            return _boot_and_monitor(args, None, nbd, restored=snapshot_cli.load(args, request))
         return _boot_and_monitor(args, boot_mod.prepare(request), nbd)
     finally:
         if nbd is not None:
@@ -230,11 +240,16 @@ def _records(args: argparse.Namespace) -> bool:
                 or args.report or any(c.split()[:1] == ["timeline"] for c in args.monitor_commands))
 
 
-def _boot_and_monitor(args: argparse.Namespace, prepared, nbd=None) -> int:
+def _boot_and_monitor(args: argparse.Namespace, prepared, nbd=None, restored=None) -> int:
+    """Boot `prepared` (or go on from `restored`, a loaded snapshot: tools/snapshot_cli.py), then
+    the monitor."""
     from kernel_sim import boot as boot_mod
 
     observers = None
     machine = None
+    if restored is not None and (_records(args) or nbd is not None):
+        raise InputError("traces, timelines, reports and --nbd follow a boot from its start; they cannot be "
+                         "given with --restore", f"--restore {args.restore}")
     if _records(args):       # traces, timelines and reports load only when asked for
         from tools.boot_observers import BootObservers
 
@@ -243,7 +258,12 @@ def _boot_and_monitor(args: argparse.Namespace, prepared, nbd=None) -> int:
     if nbd is not None:             # the machine first, so its flash banks and RAM are served while it runs
         machine = machine or boot_mod.build_machine(prepared)
         nbd.attach_machine(machine)
-    result = boot_mod.run(prepared, machine)
+    if restored is not None or args.save_at:
+        from tools import snapshot_cli
+
+        result = snapshot_cli.run(args, prepared, machine, restored)
+    else:
+        result = boot_mod.run(prepared, machine)
     if nbd is not None:
         nbd.attach_kernel(result.startup)
     if observers is not None:
@@ -262,6 +282,7 @@ def _boot_and_monitor(args: argparse.Namespace, prepared, nbd=None) -> int:
         monitor = Monitor(result.machine, sysctl=startup.sysctl if startup else None,
                           geom=startup.geom if startup else None, vfs=startup.vfs if startup else None)
         monitor.add_mem_commands(startup)
+        monitor.boot_result = result          # what savevm saves
         if nbd is not None:
             monitor.nbd, monitor.waiting = nbd, nbd.waiting
         from tools.monitor_timeline import add_timeline_commands

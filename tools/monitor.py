@@ -28,6 +28,7 @@ from kernel_sim.vm.mmu import MMUFault
 from tools.monitor_errors import CommandRefused, MonitorError, refused
 from tools.monitor_mem import COMMANDS as MEM_COMMANDS
 from tools.monitor_nbd import COMMANDS as NBD_COMMANDS
+from tools.monitor_snapshot import COMMANDS as SNAPSHOT_COMMANDS
 
 __all__ = ["CommandRefused", "Monitor", "MonitorError", "interactive"]
 
@@ -48,6 +49,8 @@ class Monitor:
         from functools import partial
 
         for name, fn in NBD_COMMANDS.items():
+            self.commands[name] = partial(fn, self)
+        for name, fn in SNAPSHOT_COMMANDS.items():      # savevm, loadvm, snapshots (tools/monitor_snapshot.py)
             self.commands[name] = partial(fn, self)
         self.done = False
         self.nbd = None                       # tools.nbd.board_server.BoardServer, once serving
@@ -81,7 +84,8 @@ class Monitor:
                        "sysctl [-d] [NAME...] | geom [CLASS] list | provider read NAME OFF LEN [FILE] | "
                        "provider write NAME OFF FILE | ls [-l] PATH | cat PATH | mem read PADDR LEN [FILE] | "
                        "mem write PADDR FILE | kmem read VA LEN [FILE] | paddr VA | ranges | "
-                       "dump [--compress none|gzip|zstd] FILE | nbd start|stop|list|wait | quit\n")
+                       "dump [--compress none|gzip|zstd] FILE | nbd start|stop|list|wait | savevm NAME | loadvm NAME | "
+                       "snapshots | quit\n")
 
     def _mesh(self):
         if self.geom is None:
