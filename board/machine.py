@@ -12,7 +12,6 @@ import struct
 import time
 
 from . import exceptions as exc
-from .cpu_state import cpu_state, load_cpu_state
 from .devices.flash_image import GEOMETRY_NAMES, FlashImage
 from .devices.pl011 import PL011, Console
 from .memory import MemoryStateError, PhysicalMemory
@@ -567,6 +566,8 @@ class Machine:
     def state(self, sink: DataSink) -> dict:
         """The whole board as plain data: CPU, memory, flash, devices, console, swap store. Page and
         store contents go to `sink` in order; load_state() reads them back in the same order."""
+        from .cpu_state import cpu_state  # snapshots only: not on the boot path
+
         return {
             "version": MACHINE_STATE_VERSION, "board": self.profile.name, "ram_size": self.ram_size,
             "cpu": cpu_state(self.uc),
@@ -617,6 +618,8 @@ class Machine:
         """Become the saved machine (after check_state): the CPU, then memory and flash through
         `source`, the devices; the TLB and every translated block are dropped, since both describe
         the memory and tables that were here before."""
+        from .cpu_state import load_cpu_state
+
         load_cpu_state(self.uc, state["cpu"])
         self.phys.load_state(state["memory"], source)
         for name, bank in self.flash.items():
