@@ -224,7 +224,8 @@ class SnapshotReader:
         while True:
             raw = f.read(SECTION_HEADER.size)
             if len(raw) < SECTION_HEADER.size:
-                raise SnapshotError(pos, f"the file ends in a section header ({size} bytes): it is truncated")
+                where = "in a section header" if raw else "where a section header or the end marker belongs"
+                raise SnapshotError(pos, f"the file ends {where} ({size} bytes): it is truncated")
             name_raw, codec, _flags, stored, decoded, crc, head_crc = SECTION_HEADER.unpack(raw)
             if head_crc != zlib.crc32(raw[:-4]):
                 raise SnapshotError(pos, "a section header fails its checksum: the file is damaged")
@@ -243,8 +244,8 @@ class SnapshotReader:
                                         f"{size - pos - SECTION_HEADER.size} bytes follow the end of the snapshot")
                 return sections
             if section.offset + stored > size:
-                raise SnapshotError(size, f"section {name!r} needs {stored} bytes from offset {section.offset}; the "
-                                          f"file ends after {size - section.offset}: it is truncated")
+                raise SnapshotError(size, f"the file ends inside section {name!r}, whose {stored} bytes start at "
+                                          f"offset {section.offset}: it is truncated")
             sections[name] = section
             pos = section.offset + stored
             f.seek(pos)
