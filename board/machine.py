@@ -507,7 +507,7 @@ class Machine:
         return self.phys.find(pa) is not None or self.flash_at(pa) is not None or any(
             d.base <= pa < d.base + d.size for d in self.devices.values())
 
-    def add_breakpoint(self, va: int) -> None:
+    def add_breakpoint(self, va: int) -> int:
         """Stop when the guest is about to execute the address va, before it runs.
 
         va is the CPU's current address: virtual with the MMU on, physical with it off (code that runs
@@ -518,11 +518,17 @@ class Machine:
 
         handle = self.uc.hook_add(UC_HOOK_CODE, self._guarded(hit), begin=va, end=va)
         self._breakpoints.setdefault(va, []).append(handle)
+        return handle
 
-    def remove_breakpoint(self, va: int) -> None:
-        """Forget the breakpoints at va (a boot that paused there goes on past it)."""
-        for handle in self._breakpoints.pop(va, ()):
-            self.uc.hook_del(handle)
+    def remove_breakpoint(self, va: int, handle: int | None = None) -> None:
+        """Forget the breakpoint `handle` at va (add_breakpoint's answer), or all of them there: a boot
+        that paused there goes on past it."""
+        handles = self._breakpoints.get(va, [])
+        for h in [h for h in handles if handle is None or h == handle]:
+            self.uc.hook_del(h)
+            handles.remove(h)
+        if not handles:
+            self._breakpoints.pop(va, None)
 
     # ------------------------------------------------------------------ inspection
     def read_virtual(self, va: int, size: int) -> bytes | None:

@@ -43,6 +43,8 @@ ALLOWED_MODULES = ("kernel_sim", "board", "collections", "pathlib", "copyreg", "
 ALLOWED_BUILTINS = {"set", "frozenset", "bytearray", "bytes", "slice", "range", "complex", "object", "dict",
                     "list", "tuple", "int", "float", "str", "bool", "type", "memoryview", "Ellipsis",
                     "NotImplemented", "ValueError", "KeyError", "OSError", "RuntimeError", "Exception"}
+# Where the nested functions and lambdas a kernel state holds may come from: armboard's own code.
+FUNCTION_MODULES = ("kernel_sim", "board")
 REFUSED_TYPES = (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType, types.FrameType,
                  types.TracebackType, io.IOBase)
 
@@ -105,7 +107,13 @@ def _find_code(module: str, qualname: str, firstlineno: int) -> types.CodeType:
                            "armboard does not have: it was saved by another version")
 
 
+def _within(module: str, prefixes: tuple[str, ...]) -> bool:
+    return any(module == m or module.startswith(m + ".") for m in prefixes)
+
+
 def _new_function(module: str, qualname: str, firstlineno: int, cells: tuple) -> types.FunctionType:
+    if not _within(module, FUNCTION_MODULES):
+        raise KernelStateError(f"the kernel's state holds a function of {module}, outside armboard")
     code = _find_code(module, qualname, firstlineno)
     if len(cells) != len(code.co_freevars):
         raise KernelStateError(f"the function {module}.{qualname} has another closure in this armboard")
@@ -217,7 +225,7 @@ class _Unpickler(pickle.Unpickler):
         if module == "builtins":
             if name not in ALLOWED_BUILTINS:
                 raise KernelStateError(f"the kernel's state names builtins.{name}, which a kernel state never holds")
-        elif not any(module == m or module.startswith(m + ".") for m in ALLOWED_MODULES):
+        elif not _within(module, ALLOWED_MODULES):
             raise KernelStateError(f"the kernel's state names {module}.{name}, outside armboard and the modules "
                                    "a kernel state may use")
         obj = super().find_class(module, name)
