@@ -132,14 +132,15 @@ def save_pages(host: mmap.mmap, runs: list[tuple[int, int]], sink: DataSink) -> 
 
 def load_pages(host: mmap.mmap, runs: list[tuple[int, int]], source: DataSource) -> None:
     """Discard what the mapping holds (zeros again, or the file's bytes again for a private file
-    mapping: MADV_DONTNEED drops the copied-on-write pages) and read the saved pages into it."""
+    mapping: MADV_DONTNEED drops the copied-on-write pages) and have the saved pages put into it
+    (source.fill: they are in place once the source is finished)."""
     host.madvise(mmap.MADV_DONTNEED)
     view = memoryview(host)
     try:
         for first, count in runs:
             if first < 0 or count < 0 or (first + count) * PAGE > len(host):
                 raise MemoryStateError(f"saved pages {first}..{first + count} are outside a {len(host)}-byte mapping")
-            source.read_into(view[first * PAGE:(first + count) * PAGE])
+            source.fill(view[first * PAGE:(first + count) * PAGE])
     finally:
         view.release()
 

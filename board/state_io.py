@@ -17,3 +17,7 @@ class DataSink(Protocol):
 class DataSource(Protocol):
     def read_into(self, view: bytearray | memoryview) -> None:
         """Fill `view` with the next bytes of the saved state, in the order they were put."""
+
+    def fill(self, view: bytearray | memoryview) -> None:
+        """As read_into, but the bytes need only be in `view` once the whole state is loaded (so
+        they can be decompressed into it side by side); `view` must stay valid until then."""

@@ -35,12 +35,9 @@ from kernel_sim.boot import BootRequest, BootResult, Paused, PreparedBoot
 from kernel_sim.errors import InputError
 from kernel_sim.kern import snapshot_state
 from kernel_sim.kern.snapshot_state import KernelStateError
-from kernel_sim.kern.startup import STAGE_NAMES
 
 BOOT_SECTION, KERNEL_SECTION = "boot", "kernel"
 KERNEL_STATE_VERSION = 1
-SAVE_POINTS = "handover, a guest kernel symbol or 0xADDR, a stage of mi_startup (" + ", ".join(STAGE_NAMES) + \
-    ") or done"
 # The request's fields that belong to the run, not to the saved boot: a restore takes them from the
 # restoring command line.
 RUNTIME_FIELDS = ("console", "timeout", "stop_at", "read_line", "on_stage", "pause_at", "on_pause")
@@ -118,16 +115,28 @@ def save_stage(path: str | os.PathLike[str], prepared: PreparedBoot, run) -> Sav
     return save(path, prepared, run.machine, position="stage", point=point, handoff=run.handoff, run=run)
 
 
+def stage_names() -> tuple[str, ...]:
+    """mi_startup's steps; imported when saving only, so that a restore starts decompressing its
+    pages before the kernel's modules load (they load while the pages decompress)."""
+    from kernel_sim.kern.startup import STAGE_NAMES
+
+    return STAGE_NAMES
+
+
+def save_points() -> str:
+    return f"handover, a guest kernel symbol or 0xADDR, a stage of mi_startup ({', '.join(stage_names())}) or done"
+
+
 def check_save_point(prepared: PreparedBoot, point: str) -> None:
     """InputError (`--save-at`) unless `point` names a place a snapshot can be taken."""
-    if point in STAGE_NAMES or point in ("done", "handover"):
+    if point in stage_names() or point in ("done", "handover"):
         return
     try:
         boot_mod.stop_point(prepared.image, point)
     except InputError:
-        raise InputError(f"unknown save point '{point}' (use {SAVE_POINTS})", "--save-at") from None
+        raise InputError(f"unknown save point '{point}' (use {save_points()})", "--save-at") from None
     if point == "halt":
-        raise InputError(f"'halt' is no save point (use {SAVE_POINTS})", "--save-at")
+        raise InputError(f"'halt' is no save point (use {save_points()})", "--save-at")
 
 
 class SavePoint:
@@ -158,7 +167,7 @@ class SavePoint:
     def install(self, run=None) -> None:
         """Hook into the boot's request (and into `run`, a StartupRun already under way)."""
         request, point = self.prepared.request, self.point
-        if point in STAGE_NAMES or point == "done":
+        if point in stage_names() or point == "done":
             inner = request.on_stage
 
             def on_stage(name: str, startup_run) -> None:
@@ -192,9 +201,9 @@ def boot_saving(prepared: PreparedBoot, point: str, path: str | os.PathLike[str]
     return saver.finish(boot_mod.run(prepared, machine))
 
 
-def _reader(path: str | os.PathLike[str]) -> SnapshotReader:
+def _reader(path: str | os.PathLike[str], deep: bool) -> SnapshotReader:
     try:
-        return SnapshotReader(path)
+        return SnapshotReader(path, deep=deep)
     except SnapshotError as exc:
         raise InputError(str(exc), os.fspath(path)) from None
     except OSError as exc:
@@ -236,7 +245,7 @@ def load(path: str | os.PathLike[str], runtime: BootRequest | None = None,
     `machine` (the monitor's loadvm), which must be the same board. InputError (exit 2) for a damaged,
     foreign or mismatched file, with the file and the offset."""
     where = os.fspath(path)
-    with _reader(path) as reader:
+    with _reader(path, deep=machine is not None) as reader:     # a running machine: every frame first
         offset = reader.sections.get(BOOT_SECTION).offset if BOOT_SECTION in reader.sections else 0
         try:
             prepared = snapshot_state.loads(reader.read(BOOT_SECTION), _host_refs(runtime or BootRequest()))
@@ -253,11 +262,12 @@ def load(path: str | os.PathLike[str], runtime: BootRequest | None = None,
                 machine = boot_mod.build_machine(prepared, load=False)
             except (OSError, ValueError) as exc:
                 raise InputError(f"the saved board cannot be built again: {exc}", where) from None
+        refs = _kernel_refs(machine, prepared.request)
         try:
-            board_snapshot.load_machine(reader, machine, state)
+            kernel = board_snapshot.load_machine(reader, machine, state,
+                                                 meanwhile=lambda: _kernel_section(reader, refs, where))
         except SnapshotError as exc:
             raise InputError(str(exc), where) from None
-        kernel = _kernel_section(reader, _kernel_refs(machine, prepared.request), where)
     prepared = kernel["prepared"]          # the kernel's own copy: the objects its run shares with the boot
     _apply_runtime(prepared, runtime)
     run = kernel["run"]

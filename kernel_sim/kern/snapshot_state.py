@@ -10,7 +10,8 @@ pickled with three additions to the standard pickler:
   saves its own state in the same file (board/snapshot.py);
 * what the standard pickler refuses but the kernel uses: closures and lambdas (sysctl handlers,
   callbacks; saved as their code's place in the source plus their cells, so a snapshot loads only
-  into the same armboard), mapping proxies, struct.Struct, weak containers, itertools.count;
+  into the same armboard), mapping proxies, struct.Struct, weak containers, itertools.count, locks
+  nobody holds;
 * anything that is a live thread of execution (a generator, a frame) or a host resource the kernel
   holds on its own (an open file, a lock, a socket) is refused with its type named: such a state
   cannot be saved, which is why init and /etc/rc, which run in live Python frames, cannot be
@@ -28,6 +29,7 @@ import io
 import itertools
 import pickle
 import struct
+import threading
 import types
 import weakref
 
@@ -37,12 +39,13 @@ if TYPE_CHECKING:
 
 PROTOCOL = 5
 # Modules whose classes and functions a kernel state may name (prefix match on the dotted name).
-ALLOWED_MODULES = ("kernel_sim", "board", "collections", "pathlib", "copyreg", "functools", "weakref",
+ALLOWED_MODULES = ("kernel_sim", "board", "array", "collections", "pathlib", "copyreg", "functools", "weakref",
                    "_weakrefset", "struct", "itertools", "datetime", "enum", "re", "_operator", "operator",
                    "zlib", "_struct", "_collections", "types", "math", "posixpath")
 ALLOWED_BUILTINS = {"set", "frozenset", "bytearray", "bytes", "slice", "range", "complex", "object", "dict",
                     "list", "tuple", "int", "float", "str", "bool", "type", "memoryview", "Ellipsis",
                     "NotImplemented", "ValueError", "KeyError", "OSError", "RuntimeError", "Exception"}
+_LOCK_TYPE = type(threading.Lock())
 # Where the nested functions and lambdas a kernel state holds may come from: armboard's own code.
 FUNCTION_MODULES = ("kernel_sim", "board")
 REFUSED_TYPES = (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType, types.FrameType,
@@ -128,6 +131,10 @@ def _set_function(fn: types.FunctionType, state: tuple) -> types.FunctionType:
     return fn
 
 
+def _new_lock() -> object:
+    return threading.Lock()
+
+
 def _count(start: int, step: int) -> itertools.count:
     return itertools.count(start, step)
 
@@ -186,9 +193,17 @@ class _Pickler(pickle.Pickler):
             return weakref.WeakValueDictionary, (dict(obj),)
         if t is weakref.WeakKeyDictionary:
             return weakref.WeakKeyDictionary, (dict(obj),)
+        if t is _LOCK_TYPE:
+            if obj.locked():
+                raise KernelStateError("the kernel holds a lock that is taken: a live thread of execution")
+            return _new_lock, ()                  # an unlocked lock holds no state (the UZIP block cache's)
         if t is itertools.count:
             args = repr(obj)[len("count("):-1].split(", ")
             return _count, (int(args[0]), int(args[1]) if len(args) > 1 else 1)
+        if t is types.BuiltinFunctionType and isinstance(obj.__self__, types.ModuleType):
+            module = obj.__self__.__name__         # array._array_reconstructor and the like: by name, if allowed
+            if (obj.__name__ in ALLOWED_BUILTINS) if module == "builtins" else _within(module, ALLOWED_MODULES):
+                return NotImplemented
         if isinstance(obj, REFUSED_TYPES) or t in (types.BuiltinMethodType, types.ModuleType):
             what = getattr(obj, "__qualname__", None) or getattr(obj, "name", None) or t.__name__
             raise KernelStateError(f"the kernel holds a {t.__module__}.{t.__qualname__} ({what}), which cannot be "

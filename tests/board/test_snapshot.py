@@ -281,3 +281,29 @@ def test_a_failed_save_leaves_no_file(tmp_path):
     writer.add("a", b"x")
     writer.abort()
     assert os.listdir(tmp_path) == []
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 3000), st.booleans()), min_size=1, max_size=30), st.integers(1, 4))
+def test_the_page_stream_gives_back_every_byte_whatever_the_pieces(tmp_path, monkeypatch, pieces, workers):
+    """Deferred fills and immediate reads, in any mix and across frame ends, get the bytes in order."""
+    monkeypatch.setattr(snap, "FRAME_SIZE", 1000)
+    monkeypatch.setattr(snap, "WORKERS", workers)
+    data = os.urandom(sum(n for n, _ in pieces))
+    path = tmp_path / f"stream{workers}.snap"
+    writer = SnapshotWriter(path)
+    with writer.stream(snap.PAGES_SECTION) as sink:
+        pos = 0
+        for n, _ in pieces:
+            sink.put(data[pos:pos + n])
+            pos += n
+    writer.close()
+    outs = []
+    with SnapshotReader(path, deep=True) as reader, reader.source(snap.PAGES_SECTION) as source:
+        for n, deferred in pieces:
+            buf = bytearray(n)
+            (source.fill if deferred else source.read_into)(buf)
+            if not deferred:
+                assert bytes(buf) == data[sum(len(b) for b in outs):sum(len(b) for b in outs) + n]
+            outs.append(buf)
+    assert b"".join(outs) == data

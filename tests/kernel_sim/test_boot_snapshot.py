@@ -196,3 +196,23 @@ def test_savevm_of_a_finished_or_stopped_boot(tmp_path):
         saved = boot_snapshot.save_position(tmp_path / f"{position}.snap", where)
         restored = boot_snapshot.restore(saved.path, request())
         assert_same(restored, uninterrupted())
+
+
+def test_the_embedded_board_with_its_flash_map_and_uzip_root(tmp_path):
+    """geom_map's example on the embedded board: the CFI model the kernel's driver built, the MAP
+    slices and the UZIP geom over them are saved and go on alike."""
+    from tools.cli import main
+
+    root = boot_mod.IMAGES
+    image = tmp_path / "flash.img"
+    assert main(["flash", "build", f"{root}/geom_map-example/layout.toml", "-o", str(image)]) == 0
+    kwargs = {"board": "embedded", "kernconf": f"{root}/EMBEDDED", "flash": [("flash0", str(image))],
+              "hints": f"{image}.hints", "physmem": None,
+              "command": "mount -r /dev/map/rootfs.uzip /mnt && cat /mnt/etc/version"}
+    ref = uninterrupted(**{k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()})
+    assert ref.exit_code == 0 and b"armboard geom_map(4) example rootfs 1" in ref.console
+    saving, restored, report = save_and_restore(tmp_path, "mountroot", **kwargs)
+    with board_snapshot.SnapshotReader(report.path) as reader:
+        assert board_snapshot.machine_state(reader)["flash"]["flash0"]["device"] is not None   # the CFI model
+    assert_same(saving, ref)
+    assert_same(restored, ref)

@@ -135,3 +135,20 @@ def test_functions_are_rebuilt_from_armboard_code_only():
 
     with pytest.raises(KernelStateError, match="a function of subprocess, outside armboard"):
         snapshot_state.loads(pickle.dumps(Forged()), {})
+
+
+def test_arrays_and_allowed_builtins_go_by_name():
+    import array
+
+    data = array.array("I", [1, 2, 3])
+    assert round_trip({"a": data, "t": (len is None, set)})["a"] == data
+
+
+def test_a_free_lock_is_a_new_lock_and_a_held_one_is_refused():
+    import threading
+
+    lock = threading.Lock()
+    again = round_trip([lock])[0]
+    assert again is not lock and again.acquire(blocking=False)
+    with lock, pytest.raises(KernelStateError, match="a lock that is taken"):
+        snapshot_state.dumps(lock, {})
