@@ -95,14 +95,18 @@ def touched_pages(machine, out: Path) -> int:
     return size
 
 
-def _alternate(a: Callable[[], object], b: Callable[[], object], n: int) -> tuple[list[float], list[float]]:
+def _alternate(a: Callable[[], object], b: Callable[[], object], n: int,
+               between: Callable[[], object] = lambda: None) -> tuple[list[float], list[float]]:
+    """a and b in turn (after one warm-up each), `between` untimed after each a."""
     a()
+    between()
     b()
     ra, rb = [], []
     for _ in range(n):
         t = time.perf_counter()
         a()
         ra.append(time.perf_counter() - t)
+        between()
         t = time.perf_counter()
         b()
         rb.append(time.perf_counter() - t)
@@ -131,7 +135,6 @@ def in_process(tmp: Path, argv: list[str], size_mib: int, n: int) -> Path:
 
     def restore() -> None:
         boot_snapshot.load(snap, BootRequest(console=None))
-        gc.collect()                    # the board just loaded goes before the next
 
     def zstd_decompress() -> None:
         with open(os.devnull, "wb") as sink:
@@ -146,7 +149,7 @@ def in_process(tmp: Path, argv: list[str], size_mib: int, n: int) -> Path:
     ours, ref = snap.stat().st_size, ref_zst.stat().st_size
     print(f"{'snapshot size (vs zstd -3 of the pages)':<44} ratio {ours / ref:6.2f}   armboard "
           f"{ours / MIB:.1f} MiB   reference {ref / MIB:.1f} MiB   (pages {size / MIB:.1f} MiB)")
-    a, b = _alternate(restore, zstd_decompress, n)
+    a, b = _alternate(restore, zstd_decompress, n, between=gc.collect)   # each loaded board goes, untimed
     report("restore in-process (vs zstd -d to /dev/null)", a, b)
     return snap
 

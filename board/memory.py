@@ -93,12 +93,13 @@ def changed_pages(host: mmap.mmap, baseline: str | None = None) -> list[tuple[in
 
 
 def file_identity(path: str, length: int) -> dict:
-    """What a restore checks a file against: its path, its size and the SHA-256 of its first `length`
-    bytes (the part mapped)."""
+    """What a restore checks a file against: its path, size, modification time and inode, and the
+    SHA-256 of its first `length` bytes (the part mapped)."""
     import hashlib
 
     digest = hashlib.sha256()
     with open(path, "rb") as f:
+        st = os.fstat(f.fileno())
         left = length
         while left > 0:
             chunk = f.read(min(left, 1 << 20))
@@ -106,11 +107,36 @@ def file_identity(path: str, length: int) -> dict:
                 break
             digest.update(chunk)
             left -= len(chunk)
-    return {"path": path, "size": os.path.getsize(path), "sha256": digest.hexdigest()}
+    return {"path": path, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino,
+            "sha256": digest.hexdigest()}
 
 
-def check_file_identity(saved: dict, path: str, length: int, what: str) -> None:
-    """Refuse a restore over a file that is not the one the snapshot was taken with."""
+_identities: dict[tuple, dict] = {}
+
+
+def module_file_identity(path: str, length: int) -> dict:
+    """file_identity() of a module file, remembered while its size, modification time and inode stay
+    (a monitor saving again does not read a 200 MiB image again)."""
+    st = os.stat(path)
+    key = (path, length, st.st_size, st.st_mtime_ns, st.st_ino)
+    if key not in _identities:
+        _identities.clear()
+        _identities[key] = file_identity(path, length)
+    return _identities[key]
+
+
+def check_file_identity(saved: dict, path: str, length: int, what: str, *, quick: bool = False) -> None:
+    """Refuse a restore over a file that is not the one the snapshot was taken with. `quick`: the
+    same size, modification time and inode are taken for the same file without reading it, as
+    rsync's quick check does (for module files, which armboard never writes; a flash image, which
+    the guest writes through its mapping, is always read)."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise MemoryStateError(f"{what} {path} cannot be read: {exc.strerror}") from None
+    if quick and (st.st_size, st.st_mtime_ns, st.st_ino) == (saved.get("size"), saved.get("mtime_ns"),
+                                                             saved.get("ino")):
+        return
     try:
         now = file_identity(path, length)
     except OSError as exc:
@@ -173,7 +199,7 @@ class Region:
         save_pages(self.host, runs, sink)
         out = {"base": self.base, "size": self.size, "kind": self.kind, "runs": runs}
         if baseline is not None:
-            out["file"] = file_identity(baseline, self.size)
+            out["file"] = module_file_identity(baseline, self.size)
         return out
 
     def check_state(self, state: dict) -> None:
@@ -183,7 +209,7 @@ class Region:
                                    f"(0x{state.get('size', 0):x} bytes) where this board has {self.kind} memory "
                                    f"at 0x{self.base:x} (0x{self.size:x} bytes)")
         if self.kind == "file":
-            check_file_identity(state.get("file", {}), self.name, self.size, "the module file")
+            check_file_identity(state.get("file", {}), self.name, self.size, "the module file", quick=True)
 
     def load_state(self, state: dict, source: DataSource) -> None:
         """The region as saved: a check_state()ed state and its pages from `source`."""
