@@ -120,7 +120,8 @@ def module_file_identity(path: str, length: int) -> dict:
     st = os.stat(path)
     key = (path, length, st.st_size, st.st_mtime_ns, st.st_ino)
     if key not in _identities:
-        _identities.clear()
+        if len(_identities) >= 16:
+            _identities.clear()
         _identities[key] = file_identity(path, length)
     return _identities[key]
 

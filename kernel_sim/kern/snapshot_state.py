@@ -6,8 +6,8 @@ pickled with three additions to the standard pickler:
 
 * the board's parts (the Machine, its bus, regions, flash banks, console, swap store: Machine.parts())
   and the host's runtime objects (the console stream, the terminal's line reader, watchers) become
-  references by name, resolved against the restored board and the new run when loading: the board
-  saves its own state in the same file (board/snapshot.py);
+  references by name (calls of _ref), resolved against the restored board and the new run when
+  loading: the board saves its own state in the same file (board/snapshot.py);
 * what the standard pickler refuses but the kernel uses: closures and lambdas (sysctl handlers,
   callbacks; saved as their code's place in the source plus their cells, so a snapshot loads only
   into the same armboard), mapping proxies, struct.Struct, weak containers, itertools.count, locks
@@ -159,15 +159,34 @@ def _importable(fn: types.FunctionType) -> bool:
     return obj is fn
 
 
+_loading = threading.local()     # the names a loads() in progress resolves
+
+
+def _ref(name: str) -> object:
+    """A board part or host object by its name, from the board and run the state is loaded into."""
+    try:
+        return _loading.refs[name]
+    except (AttributeError, KeyError, TypeError):
+        raise KernelStateError(f"the kernel's state refers to {name!r}, which this board does not have") from None
+
+
+# Objects pickle saves without asking reducer_override (its own fast path): they cannot be references.
+_PLAIN = (type(None), bool, int, float, complex, str, bytes, bytearray, list, tuple, dict, set, frozenset)
+
+
 class _Pickler(pickle.Pickler):
+    """A reference is a call of _ref(name), put in by reducer_override: unlike persistent_id, which
+    pickle asks about every object, it is asked only about objects of classes (the board's parts are),
+    so a kernel of half a million dicts, lists and numbers pays nothing for it."""
+
     def __init__(self, f, refs: dict[int, str]) -> None:
         super().__init__(f, protocol=PROTOCOL)
         self._refs = refs
 
-    def persistent_id(self, obj: object) -> str | None:
-        return self._refs.get(id(obj))
-
     def reducer_override(self, obj: object):   # noqa: C901 - one branch per type the kernel uses
+        name = self._refs.get(id(obj))
+        if name is not None:
+            return _ref, (name,)
         t = type(obj)
         if t is types.FunctionType:
             if _importable(obj):
@@ -213,7 +232,7 @@ class _Pickler(pickle.Pickler):
 
 def dumps(obj: object, refs: Mapping[str, object]) -> bytes:
     """Pickle `obj`; each object in `refs` (by identity) is saved as its name only."""
-    by_id = {id(value): name for name, value in refs.items() if value is not None}
+    by_id = {id(value): name for name, value in refs.items() if not isinstance(value, _PLAIN)}
     buf = io.BytesIO()
     try:
         _Pickler(buf, by_id).dump(obj)
@@ -226,16 +245,6 @@ def dumps(obj: object, refs: Mapping[str, object]) -> bytes:
 
 # ---------------------------------------------------------------------- loading
 class _Unpickler(pickle.Unpickler):
-    def __init__(self, f, refs: Mapping[str, object]) -> None:
-        super().__init__(f)
-        self._named = refs
-
-    def persistent_load(self, pid: object) -> object:
-        try:
-            return self._named[pid]     # type: ignore[index]
-        except (KeyError, TypeError):
-            raise KernelStateError(f"the kernel's state refers to {pid!r}, which this board does not have") from None
-
     def find_class(self, module: str, name: str) -> object:
         if module == "builtins":
             if name not in ALLOWED_BUILTINS:
@@ -251,9 +260,13 @@ class _Unpickler(pickle.Unpickler):
 
 def loads(data: bytes, refs: Mapping[str, object]) -> object:
     """Unpickle a dumps() payload, resolving its names against `refs` (the new board and run)."""
+    previous = getattr(_loading, "refs", None)
+    _loading.refs = refs
     try:
-        return _Unpickler(io.BytesIO(data), refs).load()
+        return _Unpickler(io.BytesIO(data)).load()
     except KernelStateError:
         raise
     except Exception as exc:   # noqa: BLE001 - a payload that does not load is a damaged or foreign one
         raise KernelStateError(f"the kernel's state does not load: {type(exc).__name__}: {exc}") from None
+    finally:
+        _loading.refs = previous
