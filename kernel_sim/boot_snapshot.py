@@ -301,8 +301,15 @@ def save_position(path: str | os.PathLike[str], where: RestoredBoot) -> SaveRepo
 
 
 def resume(restored: RestoredBoot) -> BootResult:
-    """Go on from a loaded snapshot as the saved boot would have gone on."""
+    """Go on from a loaded snapshot as the saved boot would have gone on. A stop point the snapshot
+    is already past is an InputError: no boot from it can reach it."""
     prepared, machine = restored.prepared, restored.machine
+    stop_at = prepared.request.stop_at
+    behind = (restored.position != "guest" and stop_at not in ("halt", "handover")) or (
+        restored.position == "stage" and stop_at == "handover")
+    if behind:
+        raise InputError(f"the snapshot is {where_text(restored.position, restored.point)}, past this stop point: "
+                         "a boot from it cannot get there", f"--stop-at {stop_at}")
     if restored.position == "guest":
         return boot_mod.run(prepared, machine, resume=True)
     result = BootResult(1, "failed", "handover", "", machine, prepared)

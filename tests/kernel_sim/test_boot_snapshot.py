@@ -216,3 +216,14 @@ def test_the_embedded_board_with_its_flash_map_and_uzip_root(tmp_path):
         assert board_snapshot.machine_state(reader)["flash"]["flash0"]["device"] is not None   # the CFI model
     assert_same(saving, ref)
     assert_same(restored, ref)
+
+
+def test_a_stop_point_the_snapshot_is_past_is_an_input_error(tmp_path):
+    _, _, report = save_and_restore(tmp_path, "geom_taste")
+    for stop_at in ("initarm", "handover"):
+        with pytest.raises(InputError, match=rf"--stop-at {stop_at}: the snapshot is before mi_startup's step "
+                                             "geom_taste, past this stop point"):
+            boot_snapshot.restore(report.path, request(stop_at=stop_at))
+    _, _, report = save_and_restore(tmp_path, "handover")
+    stopped = boot_snapshot.restore(report.path, request(stop_at="handover"))
+    assert stopped.exit_code == 0 and stopped.status == "stopped"
