@@ -38,6 +38,8 @@ from kernel_sim.kern.snapshot_state import KernelStateError
 
 BOOT_SECTION, KERNEL_SECTION = "boot", "kernel"
 KERNEL_STATE_VERSION = 1
+# What runs inside init's Python frames (no save point there).
+INSIDE_INIT = ("rc", "shell", "command", "sh", "init_main")
 # The request's fields that belong to the run, not to the saved boot: a restore takes them from the
 # restoring command line.
 RUNTIME_FIELDS = ("console", "timeout", "stop_at", "read_line", "on_stage", "pause_at", "on_pause")
@@ -131,6 +133,9 @@ def check_save_point(prepared: PreparedBoot, point: str) -> None:
     """InputError (`--save-at`) unless `point` names a place a snapshot can be taken."""
     if point in stage_names() or point in ("done", "handover"):
         return
+    if point.lstrip("/").removeprefix("etc/") in INSIDE_INIT:
+        raise InputError(f"'{point}' runs inside init, in live Python frames, which no snapshot can hold; save at "
+                         "init (before it) or done (after it)", "--save-at")
     try:
         boot_mod.stop_point(prepared.image, point)
     except InputError:

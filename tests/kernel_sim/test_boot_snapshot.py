@@ -159,6 +159,10 @@ def test_unknown_save_points_are_input_errors():
     for bad in ("nowhere", "halt", "0xZZ"):
         with pytest.raises(InputError, match="--save-at: unknown save point|--save-at: 'halt' is no save point"):
             boot_snapshot.SavePoint(prepared, bad, "x.snap")
+    for inside in ("rc", "/etc/rc", "shell"):
+        with pytest.raises(InputError, match=f"--save-at: '{inside}' runs inside init, in live Python frames, which "
+                                             "no snapshot can hold; save at init"):
+            boot_snapshot.SavePoint(prepared, inside, "x.snap")
 
 
 def test_a_kernel_holding_a_live_frame_cannot_be_saved(tmp_path):
