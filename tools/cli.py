@@ -224,7 +224,8 @@ def cmd_boot(args: argparse.Namespace) -> int:
         if args.restore:                 # only a boot that saves or restores imports the snapshot code
             from tools import snapshot_cli
 
-            return _boot_and_monitor(args, None, nbd, restored=snapshot_cli.load(args, request))
+            defaults = vars(build_parser().parse_args(["boot"]))
+            return _boot_and_monitor(args, None, nbd, restored=snapshot_cli.load(args, request, defaults))
         return _boot_and_monitor(args, boot_mod.prepare(request), nbd)
     finally:
         if nbd is not None:

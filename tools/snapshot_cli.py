@@ -29,10 +29,7 @@ CONFIG_OPTIONS = {
 }
 
 
-def _check_no_config(args: argparse.Namespace) -> None:
-    from tools.cli import build_parser
-
-    defaults = vars(build_parser().parse_args(["boot"]))
+def _check_no_config(args: argparse.Namespace, defaults: dict[str, object]) -> None:
     for dest, flag in CONFIG_OPTIONS.items():
         if getattr(args, dest, None) != defaults.get(dest):
             raise InputError(f"the board and kernel configuration come from the snapshot; {flag} cannot be given "
@@ -44,10 +41,11 @@ def _report(saved: boot_snapshot.SaveReport) -> None:
     print(f"armboard: {saved.describe()}", file=sys.stderr)
 
 
-def load(args: argparse.Namespace, request: BootRequest) -> boot_snapshot.RestoredBoot:
+def load(args: argparse.Namespace, request: BootRequest, defaults: dict[str, object]) -> boot_snapshot.RestoredBoot:
     """`--restore FILE` loaded onto a new board; the command line gives the run (console, time limit,
-    stop point, the terminal as the console's input)."""
-    _check_no_config(args)
+    stop point, the terminal as the console's input). `defaults`: `armboard boot`'s option defaults,
+    to tell which configuration options were given."""
+    _check_no_config(args, defaults)
     runtime = BootRequest(console=request.console, timeout=request.timeout, stop_at=request.stop_at,
                           read_line=sys.stdin.readline)
     return boot_snapshot.load(args.restore, runtime)

@@ -188,20 +188,12 @@ class _Pickler(pickle.Pickler):
         if name is not None:
             return _ref, (name,)
         t = type(obj)
-        if t is types.FunctionType:
-            if _importable(obj):
-                return NotImplemented
-            code = obj.__code__
-            return (_new_function, (obj.__module__, code.co_qualname, code.co_firstlineno, obj.__closure__ or ()),
-                    (obj.__defaults__, obj.__kwdefaults__, dict(obj.__dict__)), None, None, _set_function)
         if t is types.CellType:
             try:
                 state: tuple = (obj.cell_contents,)
             except ValueError:
                 state = ()
             return _new_cell, (), state, None, None, _set_cell
-        if t is types.MethodType:
-            return _bound_method, (obj.__self__, obj.__func__.__name__)
         if t is types.MappingProxyType:
             return _mappingproxy, (dict(obj),)
         if t is struct.Struct:
@@ -227,7 +219,27 @@ class _Pickler(pickle.Pickler):
             what = getattr(obj, "__qualname__", None) or getattr(obj, "name", None) or t.__name__
             raise KernelStateError(f"the kernel holds a {t.__module__}.{t.__qualname__} ({what}), which cannot be "
                                    "saved: a live thread of execution or a host resource of its own")
+        owner = obj.__self__ if t is types.MethodType else obj
+        module = owner.__module__ if isinstance(owner, (type, types.FunctionType)) else type(owner).__module__
+        if module and module != "builtins" and not _within(module, ALLOWED_MODULES):
+            raise KernelStateError(_foreign(module, owner))   # refused now: the loader would refuse it
+        if t is types.FunctionType:
+            if _importable(obj):
+                return NotImplemented
+            code = obj.__code__
+            return (_new_function, (obj.__module__, code.co_qualname, code.co_firstlineno, obj.__closure__ or ()),
+                    (obj.__defaults__, obj.__kwdefaults__, dict(obj.__dict__)), None, None, _set_function)
+        if t is types.MethodType:
+            return _bound_method, (obj.__self__, obj.__func__.__name__)
         return NotImplemented
+
+
+def _foreign(module: str, obj: object) -> str:
+    what = getattr(obj, "__qualname__", None) or type(obj).__qualname__
+    if module.startswith("tools."):
+        return (f"the kernel holds {module}.{what}, a watcher of the boot (a timeline, trace or report) hooked into "
+                "it: save without it, or at a point before it hooks in")
+    return f"the kernel holds {module}.{what}, which is not armboard's: a snapshot could not load it"
 
 
 def dumps(obj: object, refs: Mapping[str, object]) -> bytes:

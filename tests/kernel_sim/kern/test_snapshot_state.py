@@ -152,3 +152,17 @@ def test_a_free_lock_is_a_new_lock_and_a_held_one_is_refused():
     assert again is not lock and again.acquire(blocking=False)
     with lock, pytest.raises(KernelStateError, match="a lock that is taken"):
         snapshot_state.dumps(lock, {})
+
+
+def test_objects_the_loader_would_refuse_are_refused_when_saving():
+    class Watcher:
+        def seen(self) -> None:
+            pass
+
+    Watcher.__module__ = "tools.timeline_like"
+    with pytest.raises(KernelStateError, match="tools.timeline_like.*Watcher, a watcher of the boot"):
+        snapshot_state.dumps({"handlers": [Watcher().seen]}, {})
+    import fractions
+
+    with pytest.raises(KernelStateError, match="fractions.Fraction, which is not armboard's"):
+        snapshot_state.dumps([fractions.Fraction(1, 3)], {})
