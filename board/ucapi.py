@@ -42,6 +42,7 @@ UC_ARM_REG_CPSR, UC_ARM_REG_LR, UC_ARM_REG_PC, UC_ARM_REG_SP, UC_ARM_REG_SPSR = 
 UC_ARM_REG_R0, UC_ARM_REG_R1, UC_ARM_REG_R2, UC_ARM_REG_R3 = 66, 67, 68, 69   # R4..R12: 70..78
 UC_ARM_REG_R7 = 73
 UC_ARM_REG_CP_REG = 139
+UC_ARM_REG_FPEXC, UC_ARM_REG_FPSCR, UC_ARM_REG_D0 = 4, 6, 14   # D0..D31: 14..45 (64-bit)
 
 _u64, _u32, _int, _vp, _size = ctypes.c_uint64, ctypes.c_uint32, ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t
 
@@ -169,6 +170,16 @@ class Uc:
 
     def reg_write(self, reg: int, value: int) -> None:
         self._reg.value = value & 0xFFFFFFFF
+        _check(_uc_reg_write(self._uch, reg, ctypes.byref(self._reg)))
+
+    def reg_read64(self, reg: int) -> int:
+        """A 64-bit register (the VFP D registers)."""
+        self._reg.value = 0
+        _check(_uc_reg_read(self._uch, reg, ctypes.byref(self._reg)))
+        return self._reg.value
+
+    def reg_write64(self, reg: int, value: int) -> None:
+        self._reg.value = value & 0xFFFFFFFFFFFFFFFF
         _check(_uc_reg_write(self._uch, reg, ctypes.byref(self._reg)))
 
     def cpr_read(self, coproc: int, opc1: int, crn: int, crm: int, opc2: int, sec: int, is_64: bool) -> int:
