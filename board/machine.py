@@ -226,6 +226,7 @@ class Machine:
         # costs a hook only while it exists, so a boot that sets none runs without any.
         self._bp_hooks: dict[int, list[int]] = {}    # address -> [Unicorn hook, breakpoints there]
         self._bp_ids: dict[int, int] = {}            # breakpoint id -> address
+        self.breakpoint_hits: dict[int, int] = {}    # address -> how often a breakpoint there stopped the guest
         self._watch_hooks: dict[int, int] = {}       # watchpoint id -> Unicorn hook
         self._next_id = 1
         self._skip_breakpoint_at: int | None = None  # resuming there: its breakpoint lets the first pass go
@@ -492,6 +493,7 @@ class Machine:
             while True:
                 if self._stop_requested:
                     self._stop_requested = False
+                    self.uc.reg_write(UC_ARM_REG_PC, pc)     # where the next run starts, as if it had
                     return Stop("interrupt", detail="stop requested")
                 for name in sorted(self._flash_remap):
                     self._map_flash(self.flash[name])
@@ -615,6 +617,7 @@ class Machine:
         if address == self._skip_breakpoint_at:
             self._skip_breakpoint_at = None
             return
+        self.breakpoint_hits[address] = self.breakpoint_hits.get(address, 0) + 1
         self._stop(Stop("breakpoint", detail=f"breakpoint at 0x{address:08x}"))
 
     def _on_step(self, uc: Uc, address: int, size: int, _user: object) -> None:
@@ -638,4 +641,10 @@ class Machine:
 
     def flush_tlb(self) -> None:
         """After the host edits page tables in guest RAM (a TB flush alone is not enough)."""
+        self.uc.ctl_flush_tlb()
+
+    def forget_translations(self) -> None:
+        """After the host writes guest memory that may hold code or page tables (a debugger's memory
+        write): the translated blocks and the TLB go, so the CPU sees the new bytes."""
+        self.uc.ctl_flush_tb()
         self.uc.ctl_flush_tlb()

@@ -45,7 +45,7 @@ class BootRequest:
     __slots__ = (
         "board", "kernconf", "overrides", "loader_conf", "hints", "mfsroot", "physmem", "kernel", "kernel_footprint",
         "console", "timeout", "stop_at", "mmu", "abi", "tunables", "flash", "md_images", "md_vnodes", "shell",
-        "command", "read_line", "swap", "on_stage",
+        "command", "read_line", "swap", "on_stage", "debugger",
     )
 
     def __init__(self, board: str = "virt", kernconf: StrPath = DEFAULT_KERNCONF, overrides: list[str] | None = None,
@@ -56,7 +56,7 @@ class BootRequest:
                  tunables: list[tuple[str, str]] | None = None, flash: list[tuple[str | None, StrPath]] | None = None,
                  md_images: list[StrPath] | None = None, md_vnodes: list[str] | None = None, shell: bool = False,
                  command: str | None = None, read_line: Callable[[], str] | None = None, swap: str | None = None,
-                 on_stage: Callable[[str, object], None] | None = None) -> None:
+                 on_stage: Callable[[str, object], None] | None = None, debugger: Debugger | None = None) -> None:
         self.board = board
         self.kernconf = kernconf
         self.overrides = [] if overrides is None else overrides
@@ -83,6 +83,9 @@ class BootRequest:
         # Called before each step of mi_startup (kernel_sim.kern.startup.STEPS) with its name and the run,
         # and with "done" at the end: stop points, timelines and snapshots in the Python kernel.
         self.on_stage = on_stage
+        # Who decides at a guest stop (breakpoint, watchpoint, step, interrupt) and at each mi_startup
+        # step: the monitor's stepping commands or the gdb stub (see Debugger). None: a stop ends the boot.
+        self.debugger = debugger
 
     def as_dict(self) -> dict[str, object]:
         """The fields by name, as BootRequest(**d) takes them back (sweeps ship requests to workers)."""
@@ -90,6 +93,45 @@ class BootRequest:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"
+
+
+DEBUG_STOPS = ("breakpoint", "watchpoint", "step", "interrupt")
+
+
+class Resume:
+    """A debugger's answer at a guest stop: continue (steps None) or run `steps` instructions."""
+
+    __slots__ = ("steps",)
+
+    def __init__(self, steps: int | None = None) -> None:
+        self.steps = steps
+
+
+class EndBoot(Exception):  # noqa: N818 - a request, not an error
+    """Raised by a debugger's on_stage to end the boot before that mi_startup step (the user quit,
+    or the commands ran out); `startup` is the kernel's state so far, for the monitor and --json."""
+
+    def __init__(self, stage: str, startup: object = None) -> None:
+        super().__init__(stage)
+        self.stage, self.startup = stage, startup
+
+
+class Debugger:
+    """What run() asks of a debugger (tools/ implements it: the monitor session, the gdb stub).
+
+    attach: the machine is built, no instruction has run (set breakpoints; `machine.request_stop()`
+    stops before the first one). stopped: the guest stopped at a debug event; answer a Resume, or
+    None to end the boot there. on_stage: before each mi_startup step, as BootRequest.on_stage;
+    raise EndBoot to end the boot there."""
+
+    def attach(self, machine: Machine, prep: PreparedBoot) -> None:
+        pass
+
+    def stopped(self, stop: Stop) -> Resume | None:
+        return None
+
+    def on_stage(self, name: str, run: object) -> None:
+        pass
 
 
 class PreparedBoot:
@@ -341,6 +383,34 @@ def physical_alias(image: GuestImage, va: int) -> int | None:
     return image.physical_alias(va)
 
 
+def virtual_alias(image: GuestImage, pa: int) -> int | None:
+    """The kernel VA of a physical address inside a PT_LOAD segment (None outside): locore's pc
+    before the MMU is on, named by the symbols."""
+    seg = next((s for s in image.segments if s.paddr <= pa < s.paddr + s.memsz), None)
+    return None if seg is None else pa - seg.paddr + seg.vaddr
+
+
+def symbol_of(image: GuestImage, address: int) -> str | None:
+    """`name+0xoff` of a kernel address, virtual or (locore before the MMU is on) its physical alias."""
+    name = image.symbol_at(address)
+    if name is None:
+        va = virtual_alias(image, address)
+        if va is not None and va != address:
+            name = image.symbol_at(va)
+    return name
+
+
+def describe_pc(image: GuestImage, pc: int) -> str:
+    """`initarm+0x8 (pc 0xc0001008)`, or for locore before the MMU is on `_start (pc 0x40000000,
+    the physical address of 0xc0000000)`: where a stop is, by the guest's symbols."""
+    name = image.symbol_at(pc)
+    if name is None:
+        va = virtual_alias(image, pc)
+        if va is not None and va != pc and image.symbol_at(va) is not None:
+            return f"{image.symbol_at(va)} (pc 0x{pc:08x}, the physical address of 0x{va:08x})"
+    return f"{name or f'0x{pc:08x}'} (pc 0x{pc:08x})"
+
+
 def stop_point(image: GuestImage, spec: str) -> StopPoint | None:
     """None for halt and handover; a symbol stops at its VA and at its PA (locore runs with the MMU off)."""
     if spec in ("halt", "handover"):
@@ -370,8 +440,11 @@ def run(prep: PreparedBoot, machine: Machine | None = None) -> BootResult:
     point = stop_point(prep.image, prep.request.stop_at)
     for address in point.addresses if point else ():
         machine.add_breakpoint(address)
+    if prep.request.debugger is not None:
+        prep.request.debugger.attach(machine, prep)
     result = _boot(prep, machine, point)
-    if point is not None and result.status != "stopped":
+    reached = point is not None and any(machine.breakpoint_hits.get(a) for a in point.addresses)
+    if point is not None and result.status != "stopped" and not reached:
         result.message = (f"The stop point {point.describe()} was never reached; the boot ended in "
                           f"{result.stage}: {result.message}")
         if result.exit_code == 0:
@@ -398,17 +471,22 @@ def _boot(prep: PreparedBoot, machine: Machine, point: StopPoint | None) -> Boot
     entry_pa = physical_alias(image, image.entry)
     if entry_pa is None:
         raise InputError(f"the entry point 0x{image.entry:08x} is in no PT_LOAD segment", str(image.elf_path))
-    stop = machine.run(entry_pa, timeout=prep.request.timeout)
+    stop = run_guest(machine, entry_pa, prep.request.debugger, prep.request.timeout)
     result = BootResult(1, "failed", "early boot", "", machine, prep, stop=stop)
     if stop.kind == "timeout":
         result.exit_code, result.status = 3, "timeout"
         result.message = f"Boot stopped: the {stop.detail}, before the guest halted."
         return result
-    if stop.kind == "breakpoint" and point is not None:
+    pc = machine.pc
+    if stop.kind == "breakpoint" and point is not None and pc in point.addresses:
         result.exit_code, result.status, result.stage = 0, "stopped", point.name
-        pc = machine.pc
         alias = f", the physical address of 0x{point.addresses[0]:08x}" if pc != point.addresses[0] else ""
         result.message = f"Stopped at {point.name} (pc 0x{pc:08x}{alias})."
+        return result
+    if stop.kind in DEBUG_STOPS:                 # the debugger ended the boot at one of its stops
+        result.exit_code, result.status = 0, "stopped"
+        where = describe_pc(image, pc)
+        result.stage, result.message = where.split(" (")[0], f"Stopped at {where}."
         return result
     if stop.kind != "hypercall":
         result.message = f"Boot failed: the guest stopped unexpectedly: {stop.detail}."
@@ -434,6 +512,37 @@ def _boot(prep: PreparedBoot, machine: Machine, point: StopPoint | None) -> Boot
     result.stage = result.diagnosis.stage
     result.message = result.diagnosis.text
     return result
+
+
+def run_guest(machine: Machine, pc: int, debugger: Debugger | None, timeout: float | None) -> Stop:
+    """Run the guest from pc. At each debug stop the debugger decides: resume (from the current pc,
+    which it may have changed) or end. The time limit counts the guest's running time only, not the
+    time spent paused in the debugger."""
+    stop = machine.run(pc, timeout=timeout)
+    used = machine.wall_seconds
+    while debugger is not None and stop.kind in DEBUG_STOPS:
+        resume = debugger.stopped(stop)
+        if resume is None:
+            break
+        left = None if timeout is None else max(0.0, timeout - used)
+        before = machine.wall_seconds
+        stop = machine.run(machine.pc, timeout=left, steps=resume.steps, resume=True)
+        used += machine.wall_seconds - before
+    return stop
+
+
+def _stage_listener(req: BootRequest) -> Callable[[str, object], None] | None:
+    """on_stage for mi_startup: the request's own listener, then the debugger (which may pause there)."""
+    debugger, listener = req.debugger, req.on_stage
+    if debugger is None:
+        return listener
+
+    def both(name: str, run: object) -> None:
+        if listener is not None:
+            listener(name, run)
+        debugger.on_stage(name, run)
+
+    return both
 
 
 def _after_handover(result: BootResult, handoff: Handoff) -> BootResult:
@@ -469,7 +578,13 @@ def _after_handover(result: BootResult, handoff: Handoff) -> BootResult:
                              options=dict(prep.kernconf.options), env=prep.loader.env, kernconf=prep.kernconf,
                              hints=hints_from_env(prep.loader.env, prep.loader.origin),
                              userland=Userland(req.shell, req.command, req.read_line), md_vnodes=prep.md_vnodes,
-                             on_stage=req.on_stage)
+                             on_stage=_stage_listener(req))
+    except EndBoot as end:
+        result.exit_code, result.status, result.stage = 0, "stopped", end.stage
+        result.startup = end.startup
+        result.memory = getattr(end.startup, "memory", None)
+        result.message = f"Stopped before the Python kernel's {end.stage} step."
+        return result
     except KernelPanic as panic:
         result.machine.console.write_text(panic.console_line + "cpuid = 0\n")
         result.stage, result.message = "mi_startup", f"Boot failed in mi_startup: panic \"{panic.message}\"."

@@ -139,5 +139,5 @@ def test_request_stop_from_another_thread_interrupts_a_spinning_guest():
 def test_a_stop_requested_while_stopped_stops_the_next_run_before_its_first_instruction():
     m = machine(words(*MOVS, *EXIT))
     m.request_stop()
-    assert m.run(RAM, timeout=5).kind == "interrupt" and r0(m) == 0
+    assert m.run(RAM, timeout=5).kind == "interrupt" and r0(m) == 0 and m.pc == RAM
     assert m.run(RAM, timeout=5).kind == "exit"      # the request is used up
