@@ -403,11 +403,9 @@ def symbol_of(image: GuestImage, address: int) -> str | None:
 def describe_pc(image: GuestImage, pc: int) -> str:
     """`initarm+0x8 (pc 0xc0001008)`, or for locore before the MMU is on `_start (pc 0x40000000,
     the physical address of 0xc0000000)`: where a stop is, by the guest's symbols."""
-    name = image.symbol_at(pc)
-    if name is None:
-        va = virtual_alias(image, pc)
-        if va is not None and va != pc and image.symbol_at(va) is not None:
-            return f"{image.symbol_at(va)} (pc 0x{pc:08x}, the physical address of 0x{va:08x})"
+    name = symbol_of(image, pc)
+    if name is not None and image.symbol_at(pc) is None:
+        return f"{name} (pc 0x{pc:08x}, the physical address of 0x{virtual_alias(image, pc):08x})"
     return f"{name or f'0x{pc:08x}'} (pc 0x{pc:08x})"
 
 

@@ -1,6 +1,7 @@
 """Monitor commands that stop and step the boot, for the student without gdb at hand.
 
-    break SYMBOL|0xADDR|STAGE   a stop point: a guest kernel symbol (at its VA and, for locore before
+    break SYMBOL[+OFF]|0xADDR|STAGE
+                                a stop point: a guest kernel symbol (at its VA and, for locore before
                                 the MMU is on, its PA, as --stop-at does), an address as the CPU sees
                                 it, or a Python kernel stage (kmeminit, msgbuf, ..., init)
     delete [N]                  one breakpoint, or all of them
@@ -24,6 +25,7 @@ from typing import Any
 from kernel_sim.boot import Resume, StopPoint, describe_pc, stop_point, symbol_of
 from kernel_sim.errors import InputError
 from kernel_sim.kern.startup import STAGE_NAMES
+from kernel_sim.loader.sizes import parse_int
 from tools.monitor_errors import CommandRefused, MonitorError
 
 __all__ = ["COMMANDS", "Stepping"]
@@ -116,19 +118,29 @@ class Stepping:
             if self.stages_begun:
                 raise CommandRefused(f"break {spec}: the boot is past the hand-over; no guest instruction runs "
                                      "any more (a Python kernel stage can still stop it)")
-            if not spec.lower().startswith("0x") and spec not in self.image.symbols:
-                raise MonitorError(f"break: unknown stop point '{spec}' (a guest kernel symbol such as initarm or "
-                                   f"pmap_bootstrap, an address 0xADDR, or a Python kernel stage: {STAGES})")
-            try:
-                point = stop_point(self.image, spec)
-            except InputError as exc:
-                raise MonitorError(f"break: {exc.message}") from None
-            assert point is not None
+            point = self._code_point(spec)
             bp = Breakpoint(self._next_number, spec, point, None,
                             [self.machine.add_breakpoint(a) for a in point.addresses])
         self.breakpoints[bp.number] = bp
         self._next_number += 1
         return bp
+
+    def _code_point(self, spec: str) -> StopPoint:
+        """SYMBOL, SYMBOL+OFFSET (both at the VA and the PA alias, as --stop-at) or 0xADDR."""
+        name, plus, offset_text = spec.partition("+")
+        if not name.lower().startswith("0x") and name not in self.image.symbols:
+            raise MonitorError(f"break: unknown stop point '{spec}' (a guest kernel symbol such as initarm, "
+                               "SYMBOL+OFFSET, an address 0xADDR, or a Python kernel stage: "
+                               f"{STAGES})")
+        try:
+            offset = parse_int(offset_text, where="break") if plus else 0
+            point = stop_point(self.image, name)
+        except InputError as exc:
+            raise MonitorError(f"break: {exc.message}") from None
+        assert point is not None
+        if plus:
+            point = StopPoint(spec, tuple((a + offset) & 0xFFFFFFFF for a in point.addresses))
+        return point
 
     def delete(self, number: int | None) -> list[Breakpoint]:
         numbers = list(self.breakpoints) if number is None else [number]
@@ -160,7 +172,7 @@ def _count(args: list[str], command: str) -> int:
 
 def cmd_break(monitor: Any, args: list[str]) -> None:
     if len(args) != 1:
-        raise MonitorError(f"usage: break SYMBOL|0xADDR|STAGE (stages: {STAGES})")
+        raise MonitorError(f"usage: break SYMBOL[+OFFSET]|0xADDR|STAGE (stages: {STAGES})")
     bp = _stepping(monitor).add(args[0])
     monitor.out.write(f"Breakpoint {bp.number} {'at ' if bp.point is not None else ''}{bp.describe()}\n")
 
