@@ -69,6 +69,7 @@ class GdbStub(Debugger):
         self._stop_wanted = False              # a stop asked from a background thread, not yet heard
         self._interrupt_next = False           # a Ctrl-C read before the main thread resumed the guest
         self._lock = threading.Lock()          # _running and the Ctrl-C flags, between the two threads
+        self._stages: list[str] = []           # the Python kernel's steps begun so far
 
     # ------------------------------------------------------------------ connection
     def listen(self) -> None:
@@ -140,7 +141,11 @@ class GdbStub(Debugger):
         return self._serve(stage=None)
 
     def on_stage(self, name: str, run) -> None:
+        self._stages.append(name)
+        if self.monitor is None and not self._stop_wanted:
+            return                              # no `monitor break STAGE` and no Ctrl-C: nothing to do here
         stepping = self._monitor().stepping
+        stepping.stages_begun.pop()             # stage_reached notes it again
         line = stepping.stage_reached(name)
         if line is None and not self._stop_wanted:
             return
@@ -165,8 +170,9 @@ class GdbStub(Debugger):
         """The boot is over: gdb hears the exit status (W) when it asks, then the connection closes."""
         self._pause()
         self._running = False
-        self._monitor().stepping.ended(result.status)
-        self._monitor().bind_startup(result.startup)
+        if self.monitor is not None:
+            self.monitor.stepping.ended(result.status)
+            self.monitor.bind_startup(result.startup)
         if self.conn is not None and not self.conn.closed and not self.killed:
             self._last_reply = b"W%02x" % (result.exit_code & 0xFF)
             if self._gdb_waits:
@@ -472,7 +478,9 @@ class GdbStub(Debugger):
 
             self.monitor = Monitor(self.machine, out=io.StringIO())
             self.monitor.add_mem_commands(None)
-            self.monitor.add_debug_commands(Stepping(self.machine, self.image, gdb=True), self.image)
+            stepping = Stepping(self.machine, self.image, gdb=True)
+            stepping.stages_begun = list(self._stages)
+            self.monitor.add_debug_commands(stepping, self.image)
         return self.monitor
 
     def _monitor_command(self, line: str) -> bytes:
