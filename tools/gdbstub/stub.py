@@ -145,7 +145,7 @@ class GdbStub(Debugger):
         if self.monitor is None and not self._stop_wanted:
             return                              # no `monitor break STAGE` and no Ctrl-C: nothing to do here
         stepping = self._monitor().stepping
-        stepping.stages_begun.pop()             # stage_reached notes it again
+        stepping.stages_begun = self._stages[:-1]   # stage_reached notes this one
         line = stepping.stage_reached(name)
         if line is None and not self._stop_wanted:
             return
