@@ -34,7 +34,6 @@ class MonitorSession(Debugger):
         self.finished = False          # quit, or the prompt's input ended: nothing more is asked
         self.delegate: Debugger | None = None    # the gdb stub, once `gdb PORT` handed the board over
         self._at_reset = False
-        self._stop = None
 
     # ------------------------------------------------------------------ Debugger
     def attach(self, machine, prep) -> None:
@@ -52,7 +51,6 @@ class MonitorSession(Debugger):
         if self._at_reset and stop.kind == "interrupt":
             line += ", before the first instruction"
         self._at_reset = False
-        self._stop = stop
         self._say(line)
         resume = self._commands()
         if resume is None and self.delegate is not None:      # `gdb PORT` at this stop
@@ -81,13 +79,17 @@ class MonitorSession(Debugger):
     # ------------------------------------------------------------------ after the boot
     def after_boot(self, result) -> Monitor:
         """The boot is over (halted, failed or stopped): the rest of the commands, then the prompt."""
-        if self.delegate is not None and hasattr(self.delegate, "after_boot"):
-            self.delegate.after_boot(result)
+        earlier = self.delegate
+        if earlier is not None:                 # gdb, handed the board at a stop, hears the end
+            earlier.after_boot(result)
         if self.monitor is None:
             self.monitor = self._new_monitor(result.machine, result.prepared.image)
+            self.prep = result.prepared
         self.monitor.bind_startup(result.startup)
         self.monitor.stepping.ended(result.status)
         self._commands()
+        if self.delegate is not None and self.delegate is not earlier:
+            self.delegate.after_boot(result)    # `gdb PORT` after the end: gdb looks at the halted board
         return self.monitor
 
     # ------------------------------------------------------------------ the commands

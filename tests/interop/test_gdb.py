@@ -132,3 +132,14 @@ def test_the_monitor_hands_a_stopped_board_to_gdb(tmp_path):
     assert re.search(r"^pc +0xc0001000 +0xc0001000 <initarm>$", out, re.M), out
     assert re.search(r"^Breakpoint 1, 0xc00018[0-9a-f]{2} in pmap_bootstrap \(\)$", out, re.M), out  # past its prologue
     assert "[Inferior 1 (Remote target) exited normally]" in out
+
+
+@needs_gdb
+def test_gdb_looks_at_a_board_whose_boot_has_ended(tmp_path):
+    board = Board(tmp_path, "-x", "gdb 127.0.0.1:0")
+    out = board.gdb("info registers pc", "x/xw 0xc0000000", "monitor sysctl kern.ostype", "continue")
+    code, _ = board.wait()
+    assert code == 0
+    assert re.search(r"^pc +0x[0-9a-f]+ +0x[0-9a-f]+ <hypercall\+\d+>$", out, re.M), out   # halted at the gate
+    assert "kern.ostype: FreeBSD" in out
+    assert "[Inferior 1 (Remote target) exited normally]" in out

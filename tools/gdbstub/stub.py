@@ -62,6 +62,7 @@ class GdbStub(Debugger):
         self.killed = False
         self._gdb_waits = False                # gdb resumed the guest and waits for a stop reply
         self._last_reply = b"S05"
+        self._exit_reply = b"W00"
         self._running = False
         self._stopped = threading.Event()
         self._connected = threading.Event()
@@ -70,6 +71,8 @@ class GdbStub(Debugger):
         self._interrupt_next = False           # a Ctrl-C read before the main thread resumed the guest
         self._lock = threading.Lock()          # _running and the Ctrl-C flags, between the two threads
         self._stages: list[str] = []           # the Python kernel's steps begun so far
+        self._startup = None                   # the Python kernel's state, for monitor commands
+        self._ending = ""                      # how the boot ended, once it has
 
     # ------------------------------------------------------------------ connection
     def listen(self) -> None:
@@ -129,8 +132,7 @@ class GdbStub(Debugger):
             self.listen()
         if self.wait and reset:
             machine.request_stop()             # -S: stop before the first instruction
-        else:
-            self._running = True
+        self._running = not self.wait          # with wait, the board is stopped until gdb resumes it
         threading.Thread(target=self._accept_loop, name="gdb-accept", daemon=True).start()
 
     def stopped(self, stop):
@@ -142,6 +144,7 @@ class GdbStub(Debugger):
 
     def on_stage(self, name: str, run) -> None:
         self._stages.append(name)
+        self._startup = run.s
         if self.monitor is None and not self._stop_wanted:
             return                              # no `monitor break STAGE` and no Ctrl-C: nothing to do here
         stepping = self._monitor().stepping
@@ -152,7 +155,7 @@ class GdbStub(Debugger):
         if self.conn is None or self.conn.closed:
             return
         self._pause()
-        self._monitor().bind_startup(run.s)
+        self.monitor.bind_startup(run.s)
         if line is None:
             line = f"Stopped before the Python kernel's {name} step"
             stepping.paused, stepping.stage = "stage", name
@@ -170,14 +173,17 @@ class GdbStub(Debugger):
         """The boot is over: gdb hears the exit status (W) when it asks, then the connection closes."""
         self._pause()
         self._running = False
+        self._startup, self._ending = result.startup, result.status
         if self.monitor is not None:
             self.monitor.stepping.ended(result.status)
             self.monitor.bind_startup(result.startup)
+        if self.wait and self.conn is None:    # started by the monitor after the end: gdb may look around
+            self._wait_for_gdb()
         if self.conn is not None and not self.conn.closed and not self.killed:
-            self._last_reply = b"W%02x" % (result.exit_code & 0xFF)
+            self._exit_reply = b"W%02x" % (result.exit_code & 0xFF)
             if self._gdb_waits:
-                self.conn.send(self._last_reply)
-            else:
+                self.conn.send(self._exit_reply)
+            else:                              # gdb looks at the halted board until it resumes it
                 self._serve(stage=None, ended=True)
             self.conn.close()
         if self.server is not None:
@@ -238,8 +244,8 @@ class GdbStub(Debugger):
                 continue
             payload = event.payload
             head = payload[:1]
-            if ended and (head in b"cCsS" or payload.startswith(b"vCont;") or payload == b"?"):
-                self.conn.send(self._last_reply)           # the W exit status
+            if ended and (head in b"cCsS" or payload.startswith(b"vCont;")):
+                self.conn.send(self._exit_reply)           # nothing runs any more: the exit status
                 return None
             if head in b"cCsS" or payload.startswith(b"vCont;"):
                 steps = self._resume_packet(payload)
@@ -480,7 +486,10 @@ class GdbStub(Debugger):
             self.monitor.add_mem_commands(None)
             stepping = Stepping(self.machine, self.image, gdb=True)
             stepping.stages_begun = list(self._stages)
+            if self._ending:
+                stepping.ended(self._ending)
             self.monitor.add_debug_commands(stepping, self.image)
+            self.monitor.bind_startup(self._startup)
         return self.monitor
 
     def _monitor_command(self, line: str) -> bytes:

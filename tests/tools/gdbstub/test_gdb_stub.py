@@ -205,3 +205,37 @@ def test_kill_ends_the_boot_at_the_stop(target):
     target.gdb.send(b"k")
     target.finish()
     assert target.stop.kind == "breakpoint" and "ended by gdb's kill" in target.err.getvalue()
+
+
+@pytest.mark.parametrize("spec, needle", [
+    ("localhost:http", "'localhost:http' is not [HOST:]PORT"),
+    ("99999", "'99999' is not [HOST:]PORT"),
+])
+def test_bad_gdb_addresses_are_input_errors(capsys, spec, needle):
+    from tools.cli import main
+
+    code = main(["boot", "--gdb", spec])
+    _, err = capsys.readouterr()
+    assert code == 2 and err.strip() == f"armboard: --gdb: {needle} (e.g. 1234 or localhost:1234)"
+
+
+def test_a_port_in_use_is_an_input_error_before_the_guest_runs(capsys):
+    from tools.cli import main
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        code = main(["boot", "--gdb", f"127.0.0.1:{port}"])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert err.strip() == f"armboard: --gdb: cannot listen on 127.0.0.1:{port}: Address already in use (EADDRINUSE)"
+
+
+def test_parse_address_forms():
+    from tools.gdbstub import parse_address
+
+    assert parse_address("1234") == ("localhost", 1234)
+    assert parse_address(":1234") == ("localhost", 1234)
+    assert parse_address("tcp::1234") == ("localhost", 1234)            # as QEMU's -gdb writes it
+    assert parse_address("0.0.0.0:0") == ("0.0.0.0", 0)
