@@ -22,7 +22,7 @@ import sys
 import threading
 
 import tools.gdbstub.registers as registers
-from kernel_sim.boot import Debugger, Resume, physical_alias
+from kernel_sim.boot import Debugger, EndBoot, Resume, physical_alias
 from kernel_sim.errnos import describe_host
 from kernel_sim.errors import InputError
 from tools.gdbstub.connection import Connection
@@ -165,8 +165,6 @@ class GdbStub(Debugger):
         resume = self._serve(stage=name)
         stepping.paused = "running"
         if resume is None:
-            from kernel_sim.boot import EndBoot
-
             raise EndBoot(name, run.s)
 
     def after_boot(self, result) -> None:
