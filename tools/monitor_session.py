@@ -141,6 +141,7 @@ class MonitorSession(Debugger):
         except InputError as exc:
             raise MonitorError(f"gdb: {exc.message}") from None
         stub = GdbStub(host, port, wait=True)
+        stub.waiting = self.monitor.waiting
         try:
             stub.listen()
         except InputError as exc:

@@ -16,6 +16,7 @@ exists; nor does udbserver offer the VFP description, physical memory or monitor
 
 from __future__ import annotations
 
+import contextlib
 import io
 import socket
 import sys
@@ -50,6 +51,7 @@ class GdbStub(Debugger):
     def __init__(self, host: str, port: int, *, wait: bool, err=None) -> None:
         self.host, self.port, self.wait = host, port, wait
         self.err = err if err is not None else sys.stderr
+        self.waiting = contextlib.nullcontext    # what its waits run in (--nbd: the server's Giant released)
         self.server: socket.socket | None = None
         self.conn: Connection | None = None
         self.machine = None
@@ -211,7 +213,8 @@ class GdbStub(Debugger):
         self.err.flush()
         self._connected.clear()
         while self.conn is None or self.conn.closed:
-            self._connected.wait()
+            with self.waiting():
+                self._connected.wait()
             self._connected.clear()
 
     def _stop_reply(self, stop) -> bytes:
@@ -232,7 +235,8 @@ class GdbStub(Debugger):
     def _serve(self, *, stage: str | None, ended: bool = False):
         """Answer gdb until it resumes the guest (a Resume), or kills the boot (None)."""
         while True:
-            event = self.conn.next_event()
+            with self.waiting():
+                event = self.conn.next_event()
             if event.kind == "closed":
                 return self._gone(ended)
             if event.kind == "nack":
