@@ -383,29 +383,15 @@ def physical_alias(image: GuestImage, va: int) -> int | None:
     return image.physical_alias(va)
 
 
-def virtual_alias(image: GuestImage, pa: int) -> int | None:
-    """The kernel VA of a physical address inside a PT_LOAD segment (None outside): locore's pc
-    before the MMU is on, named by the symbols."""
-    seg = next((s for s in image.segments if s.paddr <= pa < s.paddr + s.memsz), None)
-    return None if seg is None else pa - seg.paddr + seg.vaddr
-
-
-def symbol_of(image: GuestImage, address: int) -> str | None:
-    """`name+0xoff` of a kernel address, virtual or (locore before the MMU is on) its physical alias."""
-    name = image.symbol_at(address)
-    if name is None:
-        va = virtual_alias(image, address)
-        if va is not None and va != address:
-            name = image.symbol_at(va)
-    return name
-
-
 def describe_pc(image: GuestImage, pc: int) -> str:
     """`initarm+0x8 (pc 0xc0001008)`, or for locore before the MMU is on `_start (pc 0x40000000,
     the physical address of 0xc0000000)`: where a stop is, by the guest's symbols."""
-    name = symbol_of(image, pc)
-    if name is not None and image.symbol_at(pc) is None:
-        return f"{name} (pc 0x{pc:08x}, the physical address of 0x{virtual_alias(image, pc):08x})"
+    from kernel_sim.guest.symbols import SymbolTable  # only when a debugger ended the boot at a stop
+
+    table = SymbolTable(image)
+    name, va = table.describe(pc), table.virtual(pc)
+    if name is not None and va != pc:
+        return f"{name} (pc 0x{pc:08x}, the physical address of 0x{va:08x})"
     return f"{name or f'0x{pc:08x}'} (pc 0x{pc:08x})"
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kernel_sim.boot import Resume, StopPoint, describe_pc, stop_point, symbol_of
+from kernel_sim.boot import Resume, StopPoint, describe_pc, stop_point
 from kernel_sim.errors import InputError
 from kernel_sim.kern.startup import STAGE_NAMES
 from kernel_sim.loader.sizes import parse_int
@@ -234,6 +234,7 @@ def examine_instructions(monitor: Any, addr: int, count: int, *, physical: bool)
     """x/Ni: N instructions at addr (virtual through the current translation, or physical), with the
     kernel's symbol+offset; Thumb when the CPU is in Thumb state."""
     from board.memory import PhysicalAbort as BusAbort
+    from kernel_sim.guest.symbols import SymbolTable
     from kernel_sim.vm.cpu_mmu import mmu_for
     from kernel_sim.vm.mmu import MMUFault
     from tools.disasm import listing
@@ -250,7 +251,7 @@ def examine_instructions(monitor: Any, addr: int, count: int, *, physical: bool)
         raise CommandRefused(f"cannot access {'physical' if physical else 'virtual'} address 0x{addr:08x}: "
                              f"{exc}") from None
     image = getattr(monitor, "image", None)
-    names = (lambda a: symbol_of(image, a)) if image is not None else (lambda a: None)
+    names = SymbolTable(image).describe if image is not None else (lambda a: None)
     monitor.out.write(listing(code, addr, count, names, thumb=bool(machine.cpsr & 0x20)))
 
 

@@ -29,6 +29,7 @@ class MonitorSession(Debugger):
         self.stop_at_reset = stop_at_reset
         self.stdin, self.out = stdin, out
         self.nbd = nbd                 # --nbd's server: the prompt waits with its Giant released
+        self.extend = None             # more commands for the monitor (the timeline's), given it at each stop
         self.monitor: Monitor | None = None
         self.prep = None
         self.finished = False          # quit, or the prompt's input ended: nothing more is asked
@@ -87,6 +88,8 @@ class MonitorSession(Debugger):
             self.prep = result.prepared
         self.monitor.bind_startup(result.startup)
         self.monitor.stepping.ended(result.status)
+        if self.extend is not None:
+            self.extend(self.monitor)           # what they know now that the boot has ended
         self._commands()
         if self.delegate is not None and self.delegate is not earlier:
             self.delegate.after_boot(result)    # `gdb PORT` after the end: gdb looks at the halted board
@@ -100,6 +103,8 @@ class MonitorSession(Debugger):
         monitor.start_gdb = self._start_gdb
         if self.nbd is not None:
             monitor.nbd, monitor.waiting = self.nbd, self.nbd.waiting
+        if self.extend is not None:
+            self.extend(monitor)
         return monitor
 
     def _say(self, line: str) -> None:

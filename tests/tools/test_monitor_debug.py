@@ -35,15 +35,19 @@ def test_s_stops_at_reset_with_the_mmu_off(capsys):
 
 
 def test_break_in_locore_before_the_mmu_switch_stops_there_on_every_pass(capsys):
-    # _start+0x5c is the store of locore's identity-map loop: one stop per L1 entry, at its PA
-    code, out, _ = run_cli(capsys, "-S", "-x", "break _start+0x5c", "-x", "continue", "-x", "info registers",
-                           "-x", "continue", "-x", "info registers", "-x", "info break")
+    # build_pagetables+0xc is the store of locore's identity-map loop: one stop per L1 entry, at its PA;
+    # init_mmu, a plain symbol, runs once, still with the MMU off
+    code, out, _ = run_cli(capsys, "-S", "-x", "break build_pagetables+0xc", "-x", "break init_mmu",
+                           "-x", "continue", "-x", "info registers", "-x", "continue", "-x", "info registers",
+                           "-x", "delete 1", "-x", "continue", "-x", "info registers", "-x", "info break")
     assert code == 0
-    assert "Breakpoint 1 at _start+0x5c (0xc000005c or 0x4000005c)" in out
-    assert out.count("Breakpoint 1, _start+0x5c (pc 0x4000005c, the physical address of 0xc000005c)") == 2
+    assert "Breakpoint 1 at build_pagetables+0xc (0xc000005c or 0x4000005c)" in out
+    where = "build_pagetables+0xc (pc 0x4000005c, the physical address of 0xc000005c)"
+    assert out.count(f"Breakpoint 1, {where}") == 2
     assert register(out, "R01", 0) == 0 and register(out, "R01", 1) == 1   # the loop's index, one pass apart
-    assert not register(out, "SCTLR") & 1                                  # MMU still off
-    assert "stopped the boot 2 times" in out
+    assert "Breakpoint 2, init_mmu (pc 0x4000009c, the physical address of 0xc000009c)" in out
+    assert register(out, "R15", 2) == 0x4000009c and not register(out, "SCTLR", 2) & 1   # MMU still off
+    assert "2    init_mmu (0xc000009c or 0x4000009c); stopped the boot 1 time" in out
 
 
 def test_break_after_the_mmu_switch_then_step_and_disassemble(capsys):
