@@ -33,7 +33,9 @@ from .ucapi import (
     UC_HOOK_INSN_INVALID,
     UC_HOOK_INTR,
     UC_HOOK_MEM_FETCH_UNMAPPED,
+    UC_HOOK_MEM_READ,
     UC_HOOK_MEM_READ_UNMAPPED,
+    UC_HOOK_MEM_WRITE,
     UC_HOOK_MEM_WRITE_PROT,
     UC_HOOK_MEM_WRITE_UNMAPPED,
     UC_HOOK_TLB_FILL,
@@ -84,9 +86,9 @@ class MachineStateError(ValueError):
 
 
 class Stop:
-    """Why the run loop returned: `kind` is "exit", "hypercall", "breakpoint", "timeout" or
-    "error"; `code` the semihosting exit status or the hypercall number; `value` what a hypercall
-    handler returned."""
+    """Why the run loop returned: `kind` is "exit", "hypercall", "breakpoint", "watchpoint", "step",
+    "interrupt", "timeout" or "error"; `code` the semihosting exit status or the hypercall number;
+    `value` what a hypercall handler returned, or for a watchpoint a WatchHit."""
 
     __slots__ = ("kind", "code", "detail", "value")
 
@@ -95,6 +97,18 @@ class Stop:
 
     def __repr__(self) -> str:
         return f"Stop({self.kind!r}, {self.code}, {self.detail!r}, {self.value!r})"
+
+
+class WatchHit:
+    """Which watchpoint an access hit: its id, "read" or "write", the physical address and size."""
+
+    __slots__ = ("watchpoint", "access", "address", "size")
+
+    def __init__(self, watchpoint: int, access: str, address: int, size: int) -> None:
+        self.watchpoint, self.access, self.address, self.size = watchpoint, access, address, size
+
+    def __repr__(self) -> str:
+        return f"WatchHit({self.watchpoint}, {self.access!r}, 0x{self.address:08x}, {self.size})"
 
 
 class Fault:
@@ -203,7 +217,6 @@ class Machine:
         self.hypercall_handler: HypercallHandler | None = None
         # board.trace.Events once someone listens (it is never imported otherwise); until then nothing is emitted.
         self.events = None
-        self._breakpoints: dict[int, list[int]] = {}     # va -> Unicorn hook handles
         self.fault_classifier = fault_classifier
         self.faults: list[Fault] = []
         self.wall_seconds = 0.0
@@ -215,6 +228,20 @@ class Machine:
                          self._guarded(self._on_unmapped, False))
         self.tlb_fill = tlb_fill
         self.tlb_fills = 0
+        # Debugging primitives (add_breakpoint, add_watchpoint, run(steps=...), request_stop): each
+        # costs a hook only while it exists, so a boot that sets none runs without any.
+        self._bp_hooks: dict[int, list[int]] = {}    # address -> [Unicorn hook, breakpoints there]
+        self._bp_ids: dict[int, int] = {}            # breakpoint id -> address
+        self.breakpoint_hits: dict[int, int] = {}    # address -> how often a breakpoint there stopped the guest
+        self._watch_hooks: dict[int, int] = {}       # watchpoint id -> Unicorn hook
+        self._next_id = 1
+        self._skip_breakpoint_at: int | None = None  # resuming there: its breakpoint lets the first pass go
+        self._steps_left = 0
+        self._stop_requested = False
+        # Unicorn compiles code hooks into translated blocks and retranslates neither when one is added
+        # nor, for a lone hook it inlined, when it is deleted: blocks translated before a breakpoint
+        # would run past it, and a deleted one would still stop. Adding or deleting one drops them.
+        self._blocks_stale = False
         if tlb_fill is not None:
             # Every TLB fill is answered in Python (teaching mode): Unicorn's own walker is bypassed.
             self.uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
@@ -449,13 +476,31 @@ class Machine:
         self._enter(exc.DATA_ABORT, pc, fsr=fsr, far=va)
 
     # ------------------------------------------------------------------ run loop
-    def run(self, pc: int, *, timeout: float | None = None) -> Stop:
-        """Run from pc until the guest exits, a hypercall handler stops it, or time runs out."""
+    def run(self, pc: int, *, timeout: float | None = None, steps: int | None = None,
+            resume: bool = False) -> Stop:
+        """Run from pc until the guest exits, a hypercall handler stops it, or time runs out.
+
+        `steps`: stop ("step") before the instruction after the first `steps` ones; a per-instruction
+        hook exists only for that run. `resume`: continuing from a stop at pc, so a breakpoint at pc
+        does not stop it again before that instruction runs (a debugger's "continue")."""
         deadline = None if timeout is None else time.monotonic() + timeout
         start = time.monotonic()
+        self._skip_breakpoint_at = pc if resume and pc in self._bp_hooks else None
+        step_hook = None
+        if steps is not None:
+            self._steps_left = steps
+            step_hook = self.uc.hook_add(UC_HOOK_CODE, self._guarded(self._on_step))
+            self._blocks_stale = True
+        if self._blocks_stale:
+            self.uc.ctl_flush_tb()
+            self._blocks_stale = False
         self._running = True
         try:
             while True:
+                if self._stop_requested:
+                    self._stop_requested = False
+                    self.uc.reg_write(UC_ARM_REG_PC, pc)     # where the next run starts, as if it had
+                    return Stop("interrupt", detail="stop requested")
                 for name in sorted(self._flash_remap):
                     self._map_flash(self.flash[name])
                 self._flash_remap.clear()
@@ -473,6 +518,8 @@ class Machine:
                     raise pending.error
                 if pending.stop is not None:
                     return pending.stop
+                if self._stop_requested and error is None:
+                    continue                     # emu_stop from request_stop: the loop's first test says so
                 for name in sorted(self._flash_remap):
                     self._map_flash(self.flash[name])
                 self._flash_remap.clear()
@@ -496,6 +543,9 @@ class Machine:
                 pc = self.uc.reg_read(UC_ARM_REG_PC)
         finally:
             self._running = False
+            if step_hook is not None:
+                self.uc.hook_del(step_hook)
+                self._blocks_stale = True
             for name in sorted(self._flash_remap):
                 self._map_flash(self.flash[name])
             self._flash_remap.clear()
@@ -508,27 +558,79 @@ class Machine:
             d.base <= pa < d.base + d.size for d in self.devices.values())
 
     def add_breakpoint(self, va: int) -> int:
-        """Stop when the guest is about to execute the address va, before it runs.
+        """Stop when the guest is about to execute the address va, before it runs; returns its id.
 
         va is the CPU's current address: virtual with the MMU on, physical with it off (code that runs
         both ways needs one breakpoint per alias). A hook on that one address costs nothing elsewhere:
-        Unicorn emits the callback only into blocks that hold it."""
-        def hit(uc: Uc, address: int, size: int, _user: object) -> None:
-            self._stop(Stop("breakpoint", detail=f"breakpoint at 0x{address:08x}"))
+        Unicorn emits the callback only into blocks that hold it. Breakpoints at one address share it."""
+        bp_id = self._new_id()
+        self._bp_ids[bp_id] = va
+        if va in self._bp_hooks:
+            self._bp_hooks[va][1] += 1
+        else:
+            self._bp_hooks[va] = [self.uc.hook_add(UC_HOOK_CODE, self._guarded(self._on_breakpoint),
+                                                   begin=va, end=va), 1]
+            self._blocks_stale = True
+        return bp_id
 
-        handle = self.uc.hook_add(UC_HOOK_CODE, self._guarded(hit), begin=va, end=va)
-        self._breakpoints.setdefault(va, []).append(handle)
-        return handle
+    def remove_breakpoint(self, bp_id: int) -> None:
+        """Remove a breakpoint by the id add_breakpoint returned; the last one at an address removes the hook."""
+        va = self._bp_ids.pop(bp_id)
+        entry = self._bp_hooks[va]
+        entry[1] -= 1
+        if entry[1] == 0:
+            del self._bp_hooks[va]
+            self.uc.hook_del(entry[0])
+            self._blocks_stale = True
 
-    def remove_breakpoint(self, va: int, handle: int | None = None) -> None:
-        """Forget the breakpoint `handle` at va (add_breakpoint's answer), or all of them there: a boot
-        that paused there goes on past it."""
-        handles = self._breakpoints.get(va, [])
-        for h in [h for h in handles if handle is None or h == handle]:
-            self.uc.hook_del(h)
-            handles.remove(h)
-        if not handles:
-            self._breakpoints.pop(va, None)
+    def add_watchpoint(self, pa: int, size: int, access: str) -> int:
+        """Stop at a guest access ("read", "write" or "access") overlapping pa..pa+size; returns its id.
+
+        Unicorn's memory hooks see physical addresses, so a watchpoint is on physical memory (any
+        virtual alias of it hits). The stop comes with the accessing instruction's pc, its store
+        already done, as a debugger that steps over a watchpoint expects (gdb on ARM does)."""
+        kinds = {"read": UC_HOOK_MEM_READ, "write": UC_HOOK_MEM_WRITE, "access": UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE}
+        if access not in kinds or size <= 0:
+            raise ValueError(f"watchpoint access {access!r} of {size} bytes: read, write or access, size > 0")
+        wp_id = self._new_id()
+        end = pa + size
+
+        def hit(uc: Uc, kind: int, address: int, length: int, _value: int, _user: object) -> None:
+            if address < end and address + length > pa:     # the hook's range only bounds the start
+                self._stop(Stop("watchpoint", detail=f"watchpoint at 0x{pa:08x}",
+                                value=WatchHit(wp_id, "write" if kind == UC_MEM_WRITE else "read", address, length)))
+
+        self._watch_hooks[wp_id] = self.uc.hook_add(kinds[access], self._guarded(hit), begin=max(0, pa - 7),
+                                                    end=end - 1)
+        return wp_id
+
+    def remove_watchpoint(self, wp_id: int) -> None:
+        self.uc.hook_del(self._watch_hooks.pop(wp_id))
+
+    def request_stop(self) -> None:
+        """Stop the guest as soon as it can (a debugger's interrupt): the run returns Stop("interrupt").
+
+        Safe from another thread (Unicorn allows uc_emu_stop from any thread). A request made while
+        the CPU is not running stops the next run before its first instruction."""
+        self._stop_requested = True
+        self.uc.emu_stop()
+
+    def _new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id - 1
+
+    def _on_breakpoint(self, uc: Uc, address: int, size: int, _user: object) -> None:
+        if address == self._skip_breakpoint_at:
+            self._skip_breakpoint_at = None
+            return
+        self.breakpoint_hits[address] = self.breakpoint_hits.get(address, 0) + 1
+        self._stop(Stop("breakpoint", detail=f"breakpoint at 0x{address:08x}"))
+
+    def _on_step(self, uc: Uc, address: int, size: int, _user: object) -> None:
+        if self._steps_left == 0:
+            self._stop(Stop("step", detail=f"stepped to 0x{address:08x}"))
+        else:
+            self._steps_left -= 1
 
     # ------------------------------------------------------------------ inspection
     def read_virtual(self, va: int, size: int) -> bytes | None:
@@ -647,3 +749,8 @@ class Machine:
         self._flash_remap.clear()
         self.uc.ctl_flush_tlb()
         self.uc.ctl_flush_tb()
+    def forget_translations(self) -> None:
+        """After the host writes guest memory that may hold code or page tables (a debugger's memory
+        write): the translated blocks and the TLB go, so the CPU sees the new bytes."""
+        self.uc.ctl_flush_tb()
+        self.uc.ctl_flush_tlb()

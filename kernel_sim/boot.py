@@ -45,7 +45,7 @@ class BootRequest:
     __slots__ = (
         "board", "kernconf", "overrides", "loader_conf", "hints", "mfsroot", "physmem", "kernel", "kernel_footprint",
         "console", "timeout", "stop_at", "mmu", "abi", "tunables", "flash", "md_images", "md_vnodes", "shell",
-        "command", "read_line", "swap", "on_stage", "pause_at", "on_pause",
+        "command", "read_line", "swap", "on_stage", "pause_at", "on_pause", "debugger",
     )
 
     def __init__(self, board: str = "virt", kernconf: StrPath = DEFAULT_KERNCONF, overrides: list[str] | None = None,
@@ -57,7 +57,7 @@ class BootRequest:
                  md_images: list[StrPath] | None = None, md_vnodes: list[str] | None = None, shell: bool = False,
                  command: str | None = None, read_line: Callable[[], str] | None = None, swap: str | None = None,
                  on_stage: Callable[[str, object], None] | None = None, pause_at: str | None = None,
-                 on_pause: Callable[[Paused], None] | None = None) -> None:
+                 on_pause: Callable[[Paused], None] | None = None, debugger: Debugger | None = None) -> None:
         self.board = board
         self.kernconf = kernconf
         self.overrides = [] if overrides is None else overrides
@@ -88,6 +88,9 @@ class BootRequest:
         # A guest kernel symbol or 0xADDR, as stop_at takes them, or "handover" (before mi_startup).
         self.pause_at = pause_at
         self.on_pause = on_pause
+        # Who decides at a guest stop (breakpoint, watchpoint, step, interrupt) and at each mi_startup
+        # step: the monitor's stepping commands or the gdb stub (see Debugger). None: a stop ends the boot.
+        self.debugger = debugger
 
     def as_dict(self) -> dict[str, object]:
         """The fields by name, as BootRequest(**d) takes them back (sweeps ship requests to workers)."""
@@ -102,6 +105,45 @@ class Paused(namedtuple("Paused", "name prepared machine handoff", defaults=(Non
     hand-over on, the Handoff."""
 
     __slots__ = ()
+
+
+DEBUG_STOPS = ("breakpoint", "watchpoint", "step", "interrupt")
+
+
+class Resume:
+    """A debugger's answer at a guest stop: continue (steps None) or run `steps` instructions."""
+
+    __slots__ = ("steps",)
+
+    def __init__(self, steps: int | None = None) -> None:
+        self.steps = steps
+
+
+class EndBoot(Exception):  # noqa: N818 - a request, not an error
+    """Raised by a debugger's on_stage to end the boot before that mi_startup step (the user quit,
+    or the commands ran out); `startup` is the kernel's state so far, for the monitor and --json."""
+
+    def __init__(self, stage: str, startup: object = None) -> None:
+        super().__init__(stage)
+        self.stage, self.startup = stage, startup
+
+
+class Debugger:
+    """What run() asks of a debugger (tools/ implements it: the monitor session, the gdb stub).
+
+    attach: the machine is built, no instruction has run (set breakpoints; `machine.request_stop()`
+    stops before the first one). stopped: the guest stopped at a debug event; answer a Resume, or
+    None to end the boot there. on_stage: before each mi_startup step, as BootRequest.on_stage;
+    raise EndBoot to end the boot there."""
+
+    def attach(self, machine: Machine, prep: PreparedBoot) -> None:
+        pass
+
+    def stopped(self, stop: Stop) -> Resume | None:
+        return None
+
+    def on_stage(self, name: str, run: object) -> None:
+        pass
 
 
 class PreparedBoot:
@@ -376,6 +418,18 @@ def physical_alias(image: GuestImage, va: int) -> int | None:
     return image.physical_alias(va)
 
 
+def describe_pc(image: GuestImage, pc: int) -> str:
+    """`initarm+0x8 (pc 0xc0001008)`, or for locore before the MMU is on `_start (pc 0x40000000,
+    the physical address of 0xc0000000)`: where a stop is, by the guest's symbols."""
+    from kernel_sim.guest.symbols import SymbolTable  # only when a debugger ended the boot at a stop
+
+    table = SymbolTable(image)
+    name, va = table.describe(pc), table.virtual(pc)
+    if name is not None and va != pc:
+        return f"{name} (pc 0x{pc:08x}, the physical address of 0x{va:08x})"
+    return f"{name or f'0x{pc:08x}'} (pc 0x{pc:08x})"
+
+
 def stop_point(image: GuestImage, spec: str) -> StopPoint | None:
     """None for halt and handover; a symbol stops at its VA and at its PA (locore runs with the MMU off)."""
     if spec in ("halt", "handover"):
@@ -414,11 +468,13 @@ def start(prep: PreparedBoot, machine: Machine | None = None, *, resume: bool = 
     point = stop_point(prep.image, prep.request.stop_at)
     for address in point.addresses if point else ():
         machine.add_breakpoint(address)
-    pause, pause_hooks = None, []
+    pause, pause_ids = None, []
     if prep.request.pause_at not in (None, "handover") and prep.request.on_pause is not None:
         pause = stop_point(prep.image, prep.request.pause_at)
-        pause_hooks = [(address, machine.add_breakpoint(address)) for address in pause.addresses]
-    return _boot(prep, machine, point, pause, resume, pause_hooks)
+        pause_ids = [machine.add_breakpoint(address) for address in pause.addresses]
+    if prep.request.debugger is not None:
+        prep.request.debugger.attach(machine, prep)
+    return _boot(prep, machine, point, pause, resume, pause_ids)
 
 
 def finish(result: BootResult, prep: PreparedBoot | None = None) -> BootResult:
@@ -432,7 +488,8 @@ def finish(result: BootResult, prep: PreparedBoot | None = None) -> BootResult:
         assert result.handoff is not None
         result = _after_handover(result, result.handoff)
     point = stop_point(prep.image, prep.request.stop_at)
-    if point is not None and result.status != "stopped":
+    reached = point is not None and any(result.machine.breakpoint_hits.get(a) for a in point.addresses)
+    if point is not None and result.status != "stopped" and not reached:
         result.message = (f"The stop point {point.describe()} was never reached; the boot ended in "
                           f"{result.stage}: {result.message}")
         if result.exit_code == 0:
@@ -441,7 +498,7 @@ def finish(result: BootResult, prep: PreparedBoot | None = None) -> BootResult:
 
 
 def _boot(prep: PreparedBoot, machine: Machine, point: StopPoint | None, pause: StopPoint | None = None,
-          resume: bool = False, pause_hooks: list[tuple[int, int]] = ()) -> BootResult:
+          resume: bool = False, pause_ids: list[int] = ()) -> BootResult:
     from board.ucapi import UC_ARM_REG_R0
     from kernel_sim.kern.hypercalls import GateEvent, handle_hypercall
 
@@ -463,25 +520,31 @@ def _boot(prep: PreparedBoot, machine: Machine, point: StopPoint | None, pause: 
         start_pc = physical_alias(image, image.entry)
         if start_pc is None:
             raise InputError(f"the entry point 0x{image.entry:08x} is in no PT_LOAD segment", str(image.elf_path))
-    timeout = prep.request.timeout
-    stop = machine.run(start_pc, timeout=timeout)
+    timeout, debugger = prep.request.timeout, prep.request.debugger
+    own = pause.addresses if pause is not None else ()
+    stop = run_guest(machine, start_pc, debugger, timeout, own=own)
     while pause is not None and stop.kind == "breakpoint" and machine.pc in pause.addresses:
-        for address, hook in pause_hooks:    # once: the boot goes on past it (a stop point there stays)
-            machine.remove_breakpoint(address, hook)
+        for bp_id in pause_ids:              # once: the boot goes on past it (a stop point there stays)
+            machine.remove_breakpoint(bp_id)
         prep.request.on_pause(Paused(pause.name, prep, machine))
         pause = None
         left = None if timeout is None else max(0.001, timeout - machine.wall_seconds)
-        stop = machine.run(machine.pc, timeout=left)
+        stop = run_guest(machine, machine.pc, debugger, left)
     result = BootResult(1, "failed", "early boot", "", machine, prep, stop=stop)
     if stop.kind == "timeout":
         result.exit_code, result.status = 3, "timeout"
         result.message = f"Boot stopped: the {stop.detail}, before the guest halted."
         return result
-    if stop.kind == "breakpoint" and point is not None:
+    pc = machine.pc
+    if stop.kind == "breakpoint" and point is not None and pc in point.addresses:
         result.exit_code, result.status, result.stage = 0, "stopped", point.name
-        pc = machine.pc
         alias = f", the physical address of 0x{point.addresses[0]:08x}" if pc != point.addresses[0] else ""
         result.message = f"Stopped at {point.name} (pc 0x{pc:08x}{alias})."
+        return result
+    if stop.kind in DEBUG_STOPS:                 # the debugger ended the boot at one of its stops
+        result.exit_code, result.status = 0, "stopped"
+        where = describe_pc(image, pc)
+        result.stage, result.message = where.split(" (")[0], f"Stopped at {where}."
         return result
     if stop.kind != "hypercall":
         result.message = f"Boot failed: the guest stopped unexpectedly: {stop.detail}."
@@ -508,6 +571,41 @@ def _boot(prep: PreparedBoot, machine: Machine, point: StopPoint | None, pause: 
     result.stage = result.diagnosis.stage
     result.message = result.diagnosis.text
     return result
+
+
+def run_guest(machine: Machine, pc: int, debugger: Debugger | None, timeout: float | None,
+              own: tuple[int, ...] = ()) -> Stop:
+    """Run the guest from pc. At each debug stop the debugger decides: resume (from the current pc,
+    which it may have changed) or end. A breakpoint at one of `own` (the boot's own pause point) is
+    the caller's, not the debugger's. The time limit counts the guest's running time only, not the
+    time spent paused in the debugger."""
+    used = machine.wall_seconds
+    stop = machine.run(pc, timeout=timeout)
+    used = machine.wall_seconds - used
+    while debugger is not None and stop.kind in DEBUG_STOPS and not (
+            stop.kind == "breakpoint" and machine.pc in own):
+        resume = debugger.stopped(stop)
+        if resume is None:
+            break
+        left = None if timeout is None else max(0.0, timeout - used)
+        before = machine.wall_seconds
+        stop = machine.run(machine.pc, timeout=left, steps=resume.steps, resume=True)
+        used += machine.wall_seconds - before
+    return stop
+
+
+def stage_listener(req: BootRequest) -> Callable[[str, object], None] | None:
+    """on_stage for mi_startup: the request's own listener, then the debugger (which may pause there)."""
+    debugger, listener = req.debugger, req.on_stage
+    if debugger is None:
+        return listener
+
+    def both(name: str, run: object) -> None:
+        if listener is not None:
+            listener(name, run)
+        debugger.on_stage(name, run)
+
+    return both
 
 
 def _after_handover(result: BootResult, handoff: Handoff, run=None) -> BootResult:
@@ -546,10 +644,17 @@ def _after_handover(result: BootResult, handoff: Handoff, run=None) -> BootResul
         run = StartupRun(result.machine, handoff, prep.layout, prep.kernconf.ident or "GENERIC",
                          dict(prep.kernconf.options), prep.loader.env, prep.kernconf,
                          hints_from_env(prep.loader.env, prep.loader.origin),
-                         Userland(req.shell, req.command, req.read_line), list(prep.md_vnodes), req.on_stage)
+                         Userland(req.shell, req.command, req.read_line), list(prep.md_vnodes),
+                         stage_listener(req))
     result.run = run
     try:
         startup = run_steps(run)
+    except EndBoot as end:
+        result.exit_code, result.status, result.stage = 0, "stopped", end.stage
+        result.startup = end.startup
+        result.memory = getattr(end.startup, "memory", None)
+        result.message = f"Stopped before the Python kernel's {end.stage} step."
+        return result
     except KernelPanic as panic:
         result.run = None                 # stopped inside a step: no state between two steps to go on from
         result.machine.console.write_text(panic.console_line + "cpuid = 0\n")

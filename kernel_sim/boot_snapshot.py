@@ -42,9 +42,9 @@ KERNEL_STATE_VERSION = 1
 INSIDE_INIT = ("rc", "shell", "command", "sh", "init_main")
 # The request's fields that belong to the run, not to the saved boot: a restore takes them from the
 # restoring command line.
-RUNTIME_FIELDS = ("console", "timeout", "stop_at", "read_line", "on_stage", "pause_at", "on_pause")
-# Those of them that are host objects (a stream, callables): saved as a reference, never copied.
-HOST_FIELDS = ("console", "read_line", "on_stage", "on_pause")
+RUNTIME_FIELDS = ("console", "timeout", "stop_at", "read_line", "on_stage", "pause_at", "on_pause", "debugger")
+# Those of them that are host objects (a stream, callables, a debugger): saved as a reference, never copied.
+HOST_FIELDS = ("console", "read_line", "on_stage", "on_pause", "debugger")
 
 
 class SaveReport(namedtuple("SaveReport", "path point position stored pages")):
@@ -80,8 +80,11 @@ def _host_refs(request: BootRequest) -> dict[str, object]:
     return {f"host:{name}": getattr(request, name) for name in HOST_FIELDS}
 
 
-def _kernel_refs(machine: Machine, request: BootRequest) -> dict[str, object]:
-    return {**machine.parts(), **_host_refs(request)}
+def _kernel_refs(machine: Machine, request: BootRequest, run=None) -> dict[str, object]:
+    """The board's parts and the host's objects; the run's stage listener (the request's listeners
+    combined, boot.stage_listener) is one too: a restore gives the run the restoring command's."""
+    listener = run.on_stage if run is not None else None
+    return {**machine.parts(), **_host_refs(request), "host:run.on_stage": listener}
 
 
 def save(path: str | os.PathLike[str], prepared: PreparedBoot, machine: Machine, *, position: str, point: str,
@@ -91,7 +94,7 @@ def save(path: str | os.PathLike[str], prepared: PreparedBoot, machine: Machine,
     boot_payload = snapshot_state.dumps(prepared, _host_refs(request))
     kernel = {"version": KERNEL_STATE_VERSION, "position": position, "point": point, "prepared": prepared,
               "handoff": handoff, "run": run, "tap": machine.console.tap if run is not None else None}
-    kernel_payload = snapshot_state.dumps(kernel, _kernel_refs(machine, request))
+    kernel_payload = snapshot_state.dumps(kernel, _kernel_refs(machine, request, run))
     writer = SnapshotWriter(path)
     try:
         board_snapshot.save_machine(writer, machine)
@@ -183,7 +186,7 @@ class SavePoint:
 
             request.on_stage = on_stage
             if run is not None:
-                run.on_stage = on_stage
+                run.on_stage = boot_mod.stage_listener(request)
         else:
             request.pause_at = point
             request.on_pause = lambda paused: self._keep(lambda: save_paused(self.path, paused))
@@ -277,7 +280,7 @@ def load(path: str | os.PathLike[str], runtime: BootRequest | None = None,
     _apply_runtime(prepared, runtime)
     run = kernel["run"]
     if run is not None:
-        run.on_stage = prepared.request.on_stage
+        run.on_stage = boot_mod.stage_listener(prepared.request)
         machine.console.tap = kernel["tap"]
     return RestoredBoot(prepared, machine, kernel["position"], kernel["point"], kernel["handoff"], run)
 

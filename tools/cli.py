@@ -102,7 +102,16 @@ def build_parser() -> argparse.ArgumentParser:
                       help="give the board a swap device of SIZE (allocator sparse, malloc or zstd; default sparse)")
     boot.add_argument("--monitor", action="store_true", help="open the monitor prompt when the boot stops")
     boot.add_argument("-x", dest="monitor_commands", action="append", default=[], metavar="CMD",
-                      help="monitor command to run when the boot stops (repeatable)")
+                      help="monitor command to run when the boot stops (repeatable); continue, step and until "
+                           "resume the boot and the next commands run at its next stop")
+    boot.add_argument("-S", dest="freeze", action="store_true",
+                      help="stop before the first instruction (reset), as QEMU's -S: for --gdb, -x or --monitor")
+    boot.add_argument("--gdb", metavar="[HOST:]PORT",
+                      help="serve gdb's remote protocol on PORT (HOST defaults to localhost; 0 picks a free port), "
+                           "as QEMU's -gdb tcp::PORT")
+    boot.add_argument("--write-elf", metavar="FILE",
+                      help="write the configured kernel ELF (with its symbols) to FILE, for gdb's symbol-file "
+                           "or qemu-system-arm -kernel")
     from tools.nbd_cmd import add_boot_arguments as add_nbd_boot_arguments
 
     add_nbd_boot_arguments(boot)
@@ -215,18 +224,28 @@ def cmd_boot(args: argparse.Namespace) -> int:
         from tools.nbd_cmd import start_boot_server
 
         nbd = start_boot_server(args)
+    stub, session = _debuggers(args, nbd)
     read_line = sys.stdin.readline if args.shell else None
     request = request_from_args(
         args, console=console_file if console_file else (None if args.json else sys.stdout.buffer),
         timeout=args.timeout, stop_at=args.stop_at, mmu=args.mmu, shell=args.shell, command=args.guest_command,
-        swap=args.swap, read_line=nbd.giant.releasing(read_line) if nbd and read_line else read_line)
+        swap=args.swap, read_line=nbd.giant.releasing(read_line) if nbd and read_line else read_line,
+        debugger=stub if stub is not None else session)
     try:
         if args.restore:                 # only a boot that saves or restores imports the snapshot code
             from tools import snapshot_cli
 
             defaults = vars(build_parser().parse_args(["boot"]))
-            return _boot_and_monitor(args, None, nbd, restored=snapshot_cli.load(args, request, defaults))
-        return _boot_and_monitor(args, boot_mod.prepare(request), nbd)
+            restored = snapshot_cli.load(args, request, defaults)
+            if stub is not None:
+                stub.listen()
+            return _boot_and_monitor(args, None, nbd, stub, session, restored=restored)
+        prepared = boot_mod.prepare(request)
+        if args.write_elf is not None:
+            _write_elf(prepared, args.write_elf)
+        if stub is not None:
+            stub.listen()
+        return _boot_and_monitor(args, prepared, nbd, stub, session)
     finally:
         if nbd is not None:
             nbd.close()
@@ -241,9 +260,37 @@ def _records(args: argparse.Namespace) -> bool:
                 or args.report or any(c.split()[:1] == ["timeline"] for c in args.monitor_commands))
 
 
-def _boot_and_monitor(args: argparse.Namespace, prepared, nbd=None, restored=None) -> int:
-    """Boot `prepared` (or go on from `restored`, a loaded snapshot: tools/snapshot_cli.py), then
-    the monitor."""
+def _debuggers(args: argparse.Namespace, nbd=None):
+    """The gdb stub (--gdb) and the monitor session (-x, --monitor, -S without --gdb). The stub is the
+    boot's debugger when asked for; the monitor's commands then run when the boot has ended."""
+    stub = session = None
+    waiting = nbd.waiting if nbd is not None else None      # waits let the NBD server into the kernel
+    if args.gdb is not None:
+        from tools.gdbstub import GdbStub, parse_address
+
+        host, port = parse_address(args.gdb)
+        stub = GdbStub(host, port, wait=args.freeze)
+        if waiting is not None:
+            stub.waiting = waiting
+    if args.monitor_commands or args.monitor or (args.freeze and stub is None):
+        from tools.monitor_session import MonitorSession
+
+        session = MonitorSession(args.monitor_commands, prompt=args.monitor, stop_at_reset=args.freeze, nbd=nbd)
+    return stub, session
+
+
+def _write_elf(prepared, path: str) -> None:
+    from kernel_sim.loader.load import write_configured_elf
+
+    try:
+        write_configured_elf(prepared.image, prepared.config, path)
+    except OSError as exc:
+        raise InputError(f"cannot write the kernel ELF: {describe_host(exc)}", f"--write-elf {path}") from None
+
+
+def _boot_and_monitor(args: argparse.Namespace, prepared, nbd=None, stub=None, session=None, restored=None) -> int:
+    """Boot `prepared` (or go on from `restored`, a loaded snapshot: tools/snapshot_cli.py) with its
+    debuggers, then the monitor."""
     from kernel_sim import boot as boot_mod
 
     observers = None
@@ -256,6 +303,11 @@ def _boot_and_monitor(args: argparse.Namespace, prepared, nbd=None, restored=Non
 
         observers = BootObservers(args)
         machine = observers.attach(prepared)
+    if session is not None:                  # the monitor's `timeline`, at every stop and after the end
+        from tools.monitor_timeline import add_timeline_commands
+
+        session.extend = lambda monitor: add_timeline_commands(
+            monitor, observers.timeline if observers is not None else None)
     if nbd is not None:             # the machine first, so its flash banks and RAM are served while it runs
         machine = machine or boot_mod.build_machine(prepared)
         nbd.attach_machine(machine)
@@ -269,6 +321,8 @@ def _boot_and_monitor(args: argparse.Namespace, prepared, nbd=None, restored=Non
         nbd.attach_kernel(result.startup)
     if observers is not None:
         observers.finish(result)
+    if stub is not None:
+        stub.after_boot(result)
     if args.json:
         import json
 
@@ -276,30 +330,8 @@ def _boot_and_monitor(args: argparse.Namespace, prepared, nbd=None, restored=Non
     elif result.exit_code != EXIT_OK:
         sys.stdout.flush()
         print(f"\narmboard: {result.message}", file=sys.stderr)
-    if args.monitor_commands or args.monitor:
-        from tools.monitor import CommandRefused, Monitor, MonitorError, interactive
-
-        startup = result.startup
-        monitor = Monitor(result.machine, sysctl=startup.sysctl if startup else None,
-                          geom=startup.geom if startup else None, vfs=startup.vfs if startup else None)
-        monitor.add_mem_commands(startup)
-        monitor.boot_result = result          # what savevm saves
-        if nbd is not None:
-            monitor.nbd, monitor.waiting = nbd, nbd.waiting
-        from tools.monitor_timeline import add_timeline_commands
-
-        add_timeline_commands(monitor, observers.timeline if observers is not None else None)
-        for command in args.monitor_commands:
-            try:
-                monitor.run(command)
-            except CommandRefused as exc:     # a result: say it and go on with the next command
-                sys.stdout.write(f"{exc}\n")
-            except MonitorError as exc:       # malformed: the remaining commands would not mean what was meant
-                raise InputError(str(exc), f"-x {command}") from None
-            if monitor.done:
-                break
-        if args.monitor and not monitor.done:
-            interactive(monitor)
+    if session is not None:
+        monitor = session.after_boot(result)
         nbd = monitor.nbd                     # --nbd's, or one that -x "nbd start ..." started
         if monitor.done or args.monitor:
             if nbd is not None:

@@ -1,4 +1,7 @@
-"""The monitor: QEMU-style inspection commands run when a boot stops (`-x CMD`, `--monitor`)."""
+"""The monitor: QEMU-style inspection commands run when a boot stops (`-x CMD`, `--monitor`).
+
+Stepping commands (break, continue, step, until, x/Ni; tools/monitor_debug.py) join when the boot
+can be resumed from its stop: `add_debug_commands`."""
 
 from __future__ import annotations
 
@@ -55,6 +58,27 @@ class Monitor:
         self.done = False
         self.nbd = None                       # tools.nbd.board_server.BoardServer, once serving
         self.waiting = nullcontext            # what the prompt waits in (the NBD server's Giant released)
+        self.resume = None          # a kernel_sim.boot.Resume left by continue, step or until
+        self.stepping = None        # tools.monitor_debug.Stepping, once the debug commands are added
+        self.image = None           # the guest kernel (symbols for x/Ni, break and $-free addresses)
+
+    def add_debug_commands(self, stepping, image) -> None:
+        """break, delete, continue, step, until, gdb (tools/monitor_debug.py) over this boot's stops."""
+        from functools import partial
+
+        from tools.monitor_debug import COMMANDS as DEBUG_COMMANDS
+
+        self.stepping, self.image = stepping, image
+        for name, fn in DEBUG_COMMANDS.items():
+            self.commands[name] = partial(fn, self)
+
+    def bind_startup(self, startup) -> None:
+        """The Python kernel as far as it got (at a stage stop, or at the end): sysctl, GEOM, VFS, mem(4)."""
+        self.startup = startup
+        self.sysctl = getattr(startup, "sysctl", None)
+        self.geom = getattr(startup, "geom", None)
+        self.vfs = getattr(startup, "vfs", None)
+        self.mem_devices = getattr(startup, "mem_devices", None)
 
     def add_mem_commands(self, startup) -> None:
         """mem(4)'s monitor commands (tools/monitor_mem.py) over this boot's /dev/mem and /dev/kmem."""
@@ -80,6 +104,9 @@ class Monitor:
             handler(words[1:])
 
     def help(self, _args: list[str]) -> None:
+        if self.stepping is not None:
+            self.out.write("break SYMBOL|0xADDR|STAGE | delete [N] | info break | continue | step [N] | "
+                           "until STAGE | x/Ni ADDR | gdb [HOST:]PORT | ")
         self.out.write("info registers | info mem | x/N[wbx] ADDR (virtual) | xp/N ADDR (physical) | "
                        "sysctl [-d] [NAME...] | geom [CLASS] list | provider read NAME OFF LEN [FILE] | "
                        "provider write NAME OFF FILE | ls [-l] PATH | cat PATH | mem read PADDR LEN [FILE] | "
@@ -216,8 +243,12 @@ class Monitor:
             self.registers()
         elif what in ("mem", "tlb"):
             self.mem()
+        elif what in ("break", "breakpoints", "b") and self.stepping is not None:
+            from tools.monitor_debug import info_break
+
+            info_break(self)
         else:
-            raise MonitorError("info needs 'registers' or 'mem'")
+            raise MonitorError("info needs 'registers', 'mem'" + (" or 'break'" if self.stepping else ""))
 
     def registers(self) -> None:
         uc = self.machine.uc
@@ -244,16 +275,31 @@ class Monitor:
             self.out.write(f"{mapping.va_start:08x}-{mapping.va_end:08x} {mapping.va_end - mapping.va_start:08x} "
                            f"-> {mapping.pa_start:08x} {mapping.attrs}\n")
 
+    def address(self, text: str) -> int:
+        """A number, `$pc`/`$sp`/`$lr`/`$rN`, or a guest kernel symbol (its virtual address)."""
+        regs = {"pc": UC_ARM_REG_PC, "sp": UC_ARM_REG_SP, "lr": UC_ARM_REG_LR}
+        regs.update({f"r{i}": UC_ARM_REG_R0 + i for i in range(13)})
+        if text.startswith("$") and text[1:].lower() in regs:
+            return self.machine.uc.reg_read(regs[text[1:].lower()])
+        if self.image is not None and text in self.image.symbols:
+            return self.image.symbols[text]
+        try:
+            return parse_int(text, where="monitor")
+        except InputError as exc:
+            raise MonitorError(str(exc)) from None
+
     def examine(self, args: list[str], *, fmt: str = "", physical: bool = False) -> None:
         if len(args) != 1:
             raise MonitorError("usage: x/N ADDR or xp/N ADDR")
         count_text = "".join(c for c in fmt if c.isdigit()) or "1"
         unit = 1 if "b" in fmt else 2 if "h" in fmt else 4
-        try:
-            addr = parse_int(args[0], where="monitor")
-        except InputError as exc:
-            raise MonitorError(str(exc)) from None
+        addr = self.address(args[0])
         count = int(count_text)
+        if "i" in fmt:
+            from tools.monitor_debug import examine_instructions
+
+            examine_instructions(self, addr, count, physical=physical)
+            return
         try:
             if physical:
                 data = self.machine.phys.read(addr, count * unit)
@@ -271,9 +317,9 @@ class Monitor:
 
 
 def interactive(monitor: Monitor, stdin: TextIO | None = None) -> None:
-    """A (armboard) prompt until quit or end of input."""
+    """A (armboard) prompt until quit, a command that resumes the boot, or end of input."""
     stdin = stdin if stdin is not None else sys.stdin
-    while not monitor.done:
+    while not monitor.done and monitor.resume is None:
         monitor.out.write("(armboard) ")
         monitor.out.flush()
         with monitor.waiting():

@@ -47,7 +47,7 @@ def load(args: argparse.Namespace, request: BootRequest, defaults: dict[str, obj
     to tell which configuration options were given."""
     _check_no_config(args, defaults)
     runtime = BootRequest(console=request.console, timeout=request.timeout, stop_at=request.stop_at,
-                          read_line=sys.stdin.readline)
+                          read_line=sys.stdin.readline, debugger=request.debugger)
     return boot_snapshot.load(args.restore, runtime)
 
 

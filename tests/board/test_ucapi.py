@@ -41,3 +41,23 @@ def test_registers_memory_and_errors():
         assert "UC_ERR_FETCH_UNMAPPED" in str(exc) or "fetch" in str(exc).lower()
     else:
         raise AssertionError("fetching from nothing must fail")
+
+
+def test_vfp_d_registers_are_64_bit():
+    # vmov d5, r0, r1 (ARM encoding 0xec410b15): the guest sees what reg_read64 reads and writes
+    import ctypes
+    import mmap
+
+    uc = ucapi.Uc(ucapi.UC_ARCH_ARM, ucapi.UC_MODE_ARM)
+    uc.ctl_set_cpu_model(ucapi.UC_CPU_ARM_CORTEX_A15)
+    host = mmap.mmap(-1, 0x1000)
+    uc.mem_map_ptr(0x10000, 0x1000, ucapi.UC_PROT_ALL, ctypes.addressof(ctypes.c_char.from_buffer(host)))
+    uc.reg_write(ucapi.UC_ARM_REG_FPEXC, 1 << 30)               # FPEXC.EN: VFP instructions allowed
+    uc.mem_write(0x10000, bytes.fromhex("150b41ec"))
+    uc.reg_write(ucapi.UC_ARM_REG_R0, 0x89ABCDEF)
+    uc.reg_write(ucapi.UC_ARM_REG_R1, 0x01234567)
+    uc.emu_start(0x10000, 0x10004)
+    assert uc.reg_read64(ucapi.UC_ARM_REG_D0 + 5) == 0x0123456789ABCDEF
+    uc.reg_write64(ucapi.UC_ARM_REG_D0 + 31, 0xFEDCBA9876543210)
+    assert uc.reg_read64(ucapi.UC_ARM_REG_D0 + 31) == 0xFEDCBA9876543210
+    assert uc.reg_read(ucapi.UC_ARM_REG_D0 + 31) == 0x76543210   # the 32-bit read keeps the low word
