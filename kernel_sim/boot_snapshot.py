@@ -320,6 +320,8 @@ def resume(restored: RestoredBoot) -> BootResult:
                          "a boot from it cannot get there", f"--stop-at {stop_at}")
     if restored.position == "guest":
         return boot_mod.run(prepared, machine, resume=True)
+    if prepared.request.debugger is not None:     # start() attaches it in guest code; here no guest code runs
+        prepared.request.debugger.attach(machine, prepared)
     result = BootResult(1, "failed", "handover", "", machine, prepared)
     return boot_mod._after_handover(result, restored.handoff, restored.run)
 

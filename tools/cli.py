@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="monitor command to run when the boot stops (repeatable); continue, step and until "
                            "resume the boot and the next commands run at its next stop")
     boot.add_argument("-S", dest="freeze", action="store_true",
-                      help="stop before the first instruction (reset), as QEMU's -S: for --gdb, -x or --monitor")
+                      help="stop before the first instruction (reset; with --restore, where the snapshot goes on), "
+                           "as QEMU's -S: for --gdb, -x or --monitor")
     boot.add_argument("--gdb", metavar="[HOST:]PORT",
                       help="serve gdb's remote protocol on PORT (HOST defaults to localhost; 0 picks a free port), "
                            "as QEMU's -gdb tcp::PORT")

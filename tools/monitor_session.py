@@ -53,7 +53,10 @@ class MonitorSession(Debugger):
             line += ", before the first instruction"
         self._at_reset = False
         self._say(line)
+        # where savevm saves from (kernel_sim.boot_snapshot.RestoredBoot's fields): the guest, paused
+        monitor.paused_at = (self.prep, monitor.machine, "guest", f"0x{monitor.machine.pc:08x}", None, None)
         resume = self._commands()
+        monitor.paused_at = None
         if resume is None and self.delegate is not None:      # `gdb PORT` at this stop
             return self.delegate.stopped(stop)
         monitor.stepping.paused = "running"
@@ -64,12 +67,20 @@ class MonitorSession(Debugger):
             self.delegate.on_stage(name, run)
             return
         monitor = self.monitor
+        first = self._at_reset                  # -S on a boot restored between two steps: stop at the first
+        if first:
+            self._at_reset = False
+            monitor.stepping.until = name
         line = monitor.stepping.stage_reached(name)
         if line is None:
             return
+        if first:
+            line += ", where the restored boot goes on"
         monitor.bind_startup(run.s)
         self._say(line)
+        monitor.paused_at = (self.prep, monitor.machine, "stage", name, run.handoff, run)
         resume = self._commands()
+        monitor.paused_at = None
         if resume is None and self.delegate is not None:
             self.delegate.on_stage(name, run)
             return

@@ -55,7 +55,8 @@ def _name(args: list[str], usage: str) -> str:
 
 
 def savevm_command(monitor: Any, args: list[str]) -> None:
-    """`savevm NAME`: the boot as it stopped (at a stop point, the hand-over, the end of mi_startup)."""
+    """`savevm NAME`: the boot as it stopped (at a stop point, a breakpoint or stage the monitor's
+    stepping paused at, the hand-over, the end of mi_startup)."""
     from kernel_sim import boot_snapshot
     from kernel_sim.errnos import describe_host
     from kernel_sim.kern.snapshot_state import KernelStateError
@@ -64,6 +65,9 @@ def savevm_command(monitor: Any, args: list[str]) -> None:
                          create=True)
     where = getattr(monitor, "snapshot_position", None)
     try:
+        paused = getattr(monitor, "paused_at", None)     # the monitor session's, while the boot waits
+        if where is None and paused is not None:
+            where = boot_snapshot.RestoredBoot(*paused)
         if where is None:
             result = getattr(monitor, "boot_result", None)
             if result is None:
@@ -83,6 +87,9 @@ def loadvm_command(monitor: Any, args: list[str]) -> None:
     from kernel_sim.errors import InputError
 
     path = snapshot_path(_name(args, "usage: loadvm NAME (a name in the snapshot directory, or a path)"))
+    if getattr(monitor, "paused_at", None) is not None:
+        raise CommandRefused("loadvm: the boot is paused, not ended: its run would go on from a board it did not "
+                             "build; load a snapshot with --restore, or after the boot has ended")
     result = getattr(monitor, "boot_result", None)
     runtime = result.prepared.request if result is not None else None
     try:

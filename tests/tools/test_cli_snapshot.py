@@ -126,6 +126,31 @@ def test_monitor_savevm_loadvm_and_the_snapshot_directory(capsys, tmp_path, monk
     assert code == 0 and c2.startswith(c1) and (tmp_path / "c4").read_bytes() == c2[len(c1):]
 
 
+@pytest.mark.parametrize("stop", ["initarm", "geom_taste"])
+def test_savevm_where_monitor_stepping_paused_the_boot(capsys, tmp_path, stop):
+    """A breakpoint in guest code or before a Python kernel step pauses the boot; savevm there saves
+    the paused boot, and a restore of it finishes with the console the uninterrupted boot prints."""
+    plain, first, rest = (tmp_path / name for name in ("plain", "first", "rest"))
+    assert run_cli(capsys, "boot", "--physmem", "128M", "--console", str(plain))[0] == 0
+    snap = tmp_path / "paused.snap"
+    code, out, _ = run_cli(capsys, "boot", "--physmem", "128M", "--console", str(first), "-S", "-x", f"break {stop}",
+                           "-x", "continue", "-x", f"savevm {snap}", "-x", f"loadvm {snap}", "-x", "quit")
+    assert code == 0 and "savevm: saved a snapshot " in out and snap.exists(), out
+    assert "loadvm: the boot is paused, not ended" in out
+    code, _, _ = run_cli(capsys, "boot", "--console", str(rest), "--restore", str(snap))
+    assert code == 0
+    assert first.read_bytes() + rest.read_bytes() == plain.read_bytes()
+
+
+def test_restore_at_a_stage_keeps_the_monitors_stepping(capsys, saved, tmp_path):
+    code, out, _ = run_cli(capsys, "boot", "--console", str(tmp_path / "c"), "--restore", str(saved),
+                           "-x", "sysctl kern.ostype")
+    assert code == 0 and "kern.ostype: FreeBSD" in out
+    code, out, _ = run_cli(capsys, "boot", "--console", str(tmp_path / "c"), "--restore", str(saved), "-S",
+                           "-x", "break mountroot", "-x", "continue")
+    assert code == 0 and "before the Python kernel's mountroot step" in out, out
+
+
 def test_a_plain_boot_imports_no_snapshot_code():
     probe = ("import sys; from tools.cli import main; "
              "main(['boot', '--console', '/dev/null', '--physmem', '128M']); "
