@@ -26,11 +26,11 @@ import os
 import stat as statmod
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kernel_sim.geom.core import GeomError, Mesh, Provider
 from kernel_sim.geom.md import MdClass, MdUnit
+from kernel_sim.record import Record
 from kernel_sim.vm.swap_pager import DirectPages, SwapObject, VmNoMemory, standalone_backend
 
 # sys/sys/errno.h (FreeBSD numbering)
@@ -84,22 +84,30 @@ class MdError(Exception):
         self.errno = errno
 
 
-@dataclass
-class MdIoctl:
+class MdIoctl(Record):
     """struct md_ioctl; md_file and md_label are user addresses (0 = NULL) into the caller's memory."""
 
-    md_version: int = MDIOVERSION
-    md_unit: int = 0
-    md_type: int = 0
-    md_file: int = 0
-    md_mediasize: int = 0
-    md_sectorsize: int = 0
-    md_options: int = 0
-    md_base: int = 0
-    md_fwheads: int = 0
-    md_fwsectors: int = 0
-    md_label: int = 0
-    md_pad: list[int] = field(default_factory=lambda: [0] * MDNPAD)
+    __slots__ = (
+        "md_version", "md_unit", "md_type", "md_file", "md_mediasize", "md_sectorsize", "md_options", "md_base",
+        "md_fwheads", "md_fwsectors", "md_label", "md_pad",
+    )
+
+    def __init__(self, md_version: int = MDIOVERSION, md_unit: int = 0, md_type: int = 0, md_file: int = 0,
+                 md_mediasize: int = 0, md_sectorsize: int = 0, md_options: int = 0, md_base: int = 0,
+                 md_fwheads: int = 0, md_fwsectors: int = 0, md_label: int = 0,
+                 md_pad: list[int] | None = None) -> None:
+        self.md_version = md_version
+        self.md_unit = md_unit
+        self.md_type = md_type
+        self.md_file = md_file
+        self.md_mediasize = md_mediasize
+        self.md_sectorsize = md_sectorsize
+        self.md_options = md_options
+        self.md_base = md_base
+        self.md_fwheads = md_fwheads
+        self.md_fwsectors = md_fwsectors
+        self.md_label = md_label
+        self.md_pad = [0] * MDNPAD if md_pad is None else md_pad
 
     def pack(self) -> bytes:
         return MD_IOCTL.pack(self.md_version, self.md_unit, self.md_type, self.md_file, self.md_mediasize,
@@ -171,26 +179,35 @@ class _Sector:
         self.data = data
 
 
-@dataclass
-class MdSoftc:
+class MdSoftc(Record):
     """md.c struct md_s: one memory disk."""
 
-    unit: int
-    type: int
-    mediasize: int = 0
-    sectorsize: int = DEV_BSIZE
-    flags: int = 0
-    fwheads: int = 0
-    fwsectors: int = 0
-    ident: str = ""
-    file: str = ""
-    label: str = ""
-    indir: _Indir | None = None
-    pl_read: Callable[[int, int], bytes] | None = None
-    pl_write: Callable[[int, bytes], None] | None = None
-    vnode: Vnode | None = None
-    object: SwapObject | None = None      # MD_SWAP: sc->object
-    pp: Provider | None = None
+    __slots__ = (
+        "unit", "type", "mediasize", "sectorsize", "flags", "fwheads", "fwsectors", "ident", "file", "label",
+        "indir", "pl_read", "pl_write", "vnode", "object", "pp",
+    )
+
+    def __init__(self, unit: int, type: int, mediasize: int = 0, sectorsize: int = DEV_BSIZE, flags: int = 0,
+                 fwheads: int = 0, fwsectors: int = 0, ident: str = "", file: str = "", label: str = "",
+                 indir: _Indir | None = None, pl_read: Callable[[int, int], bytes] | None = None,
+                 pl_write: Callable[[int, bytes], None] | None = None, vnode: Vnode | None = None,
+                 object: SwapObject | None = None, pp: Provider | None = None) -> None:
+        self.unit = unit
+        self.type = type
+        self.mediasize = mediasize
+        self.sectorsize = sectorsize
+        self.flags = flags
+        self.fwheads = fwheads
+        self.fwsectors = fwsectors
+        self.ident = ident
+        self.file = file
+        self.label = label
+        self.indir = indir
+        self.pl_read = pl_read
+        self.pl_write = pl_write
+        self.vnode = vnode
+        self.object = object  # MD_SWAP: sc->object
+        self.pp = pp
 
     @property
     def name(self) -> str:

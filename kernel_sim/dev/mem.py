@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import bisect
 import struct
+from collections import namedtuple
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from kernel_sim.guest.abi import PAGE_SIZE
@@ -122,9 +122,10 @@ def flag_names(flags: int) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------- ranges
-@dataclass(frozen=True)
-class RangeDesc:
+class RangeDesc(namedtuple("RangeDesc", "base length flags owner")):
     """struct mem_range_desc."""
+
+    __slots__ = ()
 
     base: int
     length: int
@@ -151,12 +152,13 @@ class RangeDesc:
         return self.base < other.end and other.base < self.end
 
 
-@dataclass(frozen=True)
-class BoardRegion:
+class BoardRegion(namedtuple("BoardRegion", "name base size kind")):
+    __slots__ = ()
+
     name: str
     base: int
     size: int
-    kind: str          # "ram", "flash", "device"
+    kind: str  # "ram", "flash", "device"
 
     @property
     def end(self) -> int:
@@ -274,7 +276,7 @@ class MemRanges:
         if target is not None:
             cur = self.slots[target]
             flags = (cur.flags & ~MDF_ATTRMASK & ~MDF_FIRMWARE) | attr
-            self.slots[target] = replace(cur, flags=flags, owner=d.owner or cur.owner)
+            self.slots[target] = cur._replace(flags=flags, owner=d.owner or cur.owner)
             return
         free = next((i for i, cur in enumerate(self.slots) if not cur.flags & MDF_ACTIVE), None)
         if free is None:

@@ -8,16 +8,17 @@ sysapi.Stat out, SysError with FreeBSD's errno on failure); `ReadOnlyFs` gives t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import namedtuple
 from typing import Protocol
 
 from kernel_sim.geom.core import Consumer, GeomError, Mesh
 from kernel_sim.kern.sysapi import EOPNOTSUPP, EROFS, Caller, Stat, SysError
 
 
-@dataclass(frozen=True)
-class FsFigures:
+class FsFigures(namedtuple("FsFigures", "bsize iosize blocks bfree bavail files ffree")):
     """What a file system's statfs gives: sizes in f_bsize blocks, inode counts."""
+
+    __slots__ = ()
 
     bsize: int
     iosize: int

@@ -28,10 +28,11 @@ era the board models (../shared/reference/freebsd.md section 8):
 from __future__ import annotations
 
 import stat as _stat
+from collections import namedtuple
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from kernel_sim.record import Record
 from kernel_sim.vm.swap_pager import DirectPages, SwapObject, VmBackend, VmNoMemory
 
 if TYPE_CHECKING:
@@ -202,34 +203,44 @@ class TmpfsTunables:
 
 
 # ---------------------------------------------------------------------------------------- nodes
-@dataclass
-class _Node:
-    ino: int
-    kind: str                      # "dir", "reg", "lnk"
-    uid: int
-    gid: int
-    mode: int                      # permission bits only
-    atime: float
-    mtime: float
-    ctime: float
-    birthtime: float
-    links: int = 1
-    size: int = 0
-    parent: int = 0                # directories: the parent's ino (root: itself)
-    entries: dict[str, int] = field(default_factory=dict)   # directories: name -> ino
-    obj: SwapObject | None = None  # regular files: the data's swap object (tn_reg.tn_aobj)
-    target: str = ""               # symlinks
+class _Node(Record):
+    __slots__ = (
+        "ino", "kind", "uid", "gid", "mode", "atime", "mtime", "ctime", "birthtime", "links", "size", "parent",
+        "entries", "obj", "target",
+    )
+
+    def __init__(self, ino: int, kind: str, uid: int, gid: int, mode: int, atime: float, mtime: float, ctime: float,
+                 birthtime: float, links: int = 1, size: int = 0, parent: int = 0,
+                 entries: dict[str, int] | None = None, obj: SwapObject | None = None, target: str = "") -> None:
+        self.ino = ino
+        self.kind = kind  # "dir", "reg", "lnk"
+        self.uid = uid
+        self.gid = gid
+        self.mode = mode  # permission bits only
+        self.atime = atime
+        self.mtime = mtime
+        self.ctime = ctime
+        self.birthtime = birthtime
+        self.links = links
+        self.size = size
+        self.parent = parent  # directories: the parent's ino (root: itself)
+        self.entries = {} if entries is None else entries  # directories: name -> ino
+        self.obj = obj  # regular files: the data's swap object (tn_reg.tn_aobj)
+        self.target = target  # symlinks
 
 
-@dataclass(frozen=True)
-class TmpfsStat:
+class TmpfsStat(namedtuple("TmpfsStat",
+                           "st_ino st_mode st_nlink st_uid st_gid st_size st_blocks st_blksize st_atime "
+                           "st_mtime st_ctime st_birthtime")):
+    __slots__ = ()
+
     st_ino: int
     st_mode: int
     st_nlink: int
     st_uid: int
     st_gid: int
     st_size: int
-    st_blocks: int          # 512-byte blocks of va_bytes
+    st_blocks: int  # 512-byte blocks of va_bytes
     st_blksize: int
     st_atime: float
     st_mtime: float
@@ -237,9 +248,11 @@ class TmpfsStat:
     st_birthtime: float
 
 
-@dataclass(frozen=True)
-class TmpfsStatfs:
+class TmpfsStatfs(namedtuple("TmpfsStatfs", "f_bsize f_iosize f_blocks f_bfree f_bavail f_files f_ffree")):
     """tmpfs_statfs: blocks are pages."""
+
+    __slots__ = ()
+
     f_bsize: int
     f_iosize: int
     f_blocks: int

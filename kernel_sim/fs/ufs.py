@@ -10,9 +10,8 @@ struct.error or a hang, because the guest kernel must survive a corrupt root ima
 from __future__ import annotations
 
 import struct
-from collections import OrderedDict
+from collections import OrderedDict, namedtuple
 from collections.abc import Callable
-from dataclasses import dataclass
 
 # Errno numbers as FreeBSD defines them (sys/sys/errno.h); EINTEGRITY appeared in FreeBSD 12.
 ERRNOS: dict[str, int] = {
@@ -91,9 +90,10 @@ def _integrity(message: str) -> UfsError:
     return UfsError("EINTEGRITY", message)
 
 
-@dataclass(frozen=True)
-class UfsStat:
+class UfsStat(namedtuple("UfsStat", "ino mode nlink uid gid size atime mtime ctime birthtime blocks flags gen")):
     """The fields of struct ufs1_dinode / ufs2_dinode a stat(2) needs."""
+
+    __slots__ = ()
 
     ino: int
     mode: int
@@ -123,17 +123,21 @@ class UfsStat:
         return self.type == IFLNK
 
 
-@dataclass(frozen=True)
-class _Inode:
+class _Inode(namedtuple("_Inode", "stat db ib raw_blocks")):
+    __slots__ = ()
+
     stat: UfsStat
     db: tuple[int, ...]  # di_db[UFS_NDADDR]
     ib: tuple[int, ...]  # di_ib[UFS_NIADDR]
     raw_blocks: bytes  # di_db..di_ib bytes: where a short symlink lives
 
 
-@dataclass(frozen=True)
-class Superblock:
+class Superblock(namedtuple("Superblock",
+                            "location magic sblkno iblkno old_cgoffset old_cgmask ncg bsize fsize frag "
+                            "fsbtodb sbsize nindir inopb ipg fpg volname size dsize maxsymlinklen maxfilesize")):
     """The struct fs fields the reader needs, with offsets from sys/ufs/ffs/fs.h."""
+
+    __slots__ = ()
 
     location: int
     magic: int

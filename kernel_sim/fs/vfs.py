@@ -13,12 +13,10 @@ vfs_syscalls.c / vfs_vnops.c (EROFS, EISDIR, EEXIST, the access checks: root byp
 
 from __future__ import annotations
 
-import dataclasses
 import struct
 import weakref
+from collections import namedtuple
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import NamedTuple
 
 from kernel_sim.fs.devfs import Devfs
 from kernel_sim.fs.fsapi import DeviceFile, FileSystem, FsFigures, ReadOnlyFs, open_provider
@@ -64,6 +62,7 @@ from kernel_sim.kern.sysapi import (
     StatFs,
     SysError,
 )
+from kernel_sim.record import Record
 
 MAXSYMLINKS = 32        # sys/sys/param.h
 MAXPATHLEN = 1024       # sys/sys/param.h (PATH_MAX, sys/sys/syslimits.h)
@@ -83,13 +82,14 @@ VfsError = SysError   # the old name: callers catching VfsError keep working
 
 
 # ------------------------------------------------------------------------------ credentials
-@dataclass(frozen=True)
-class Cred:
+class Cred(namedtuple("Cred", "uid gid groups", defaults=(0, 0, ()))):
     """struct ucred: the ids the access checks use."""
 
-    uid: int = 0
-    gid: int = 0
-    groups: tuple[int, ...] = ()
+    __slots__ = ()
+
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
 
     def in_group(self, gid: int) -> bool:
         return gid == self.gid or gid in self.groups
@@ -112,23 +112,33 @@ KERNEL_CALLER = _KernelCaller()
 
 
 # ------------------------------------------------------------------------------ mounts and vnodes
-@dataclass(eq=False)
-class Mount:
+class Mount(Record):
     """struct mount: one mounted file system and where it sits in the namespace."""
 
-    fstype: str
-    source: str                      # f_mntfromname: "/dev/md0", "tmpfs", "devfs"
-    path: str                        # f_mntonname: "/", "/tmp"
-    readonly: bool
-    fs: FileSystem
-    covered: Vnode | None            # the vnode this mount hides (None for the root)
-    fsid: int
-    nosuid: bool = False
-    noexec: bool = False
-    nosymfollow: bool = False
-    noatime: bool = False
-    opencount: int = 0               # open files on this mount (unmount's EBUSY)
-    consumer: Consumer | None = None
+    __slots__ = (
+        "fstype", "source", "path", "readonly", "fs", "covered", "fsid", "nosuid", "noexec", "nosymfollow",
+        "noatime", "opencount", "consumer",
+    )
+
+    __eq__ = object.__eq__      # eq=False: compared by identity
+    __hash__ = object.__hash__
+
+    def __init__(self, fstype: str, source: str, path: str, readonly: bool, fs: FileSystem, covered: Vnode | None,
+                 fsid: int, nosuid: bool = False, noexec: bool = False, nosymfollow: bool = False,
+                 noatime: bool = False, opencount: int = 0, consumer: Consumer | None = None) -> None:
+        self.fstype = fstype
+        self.source = source  # f_mntfromname: "/dev/md0", "tmpfs", "devfs"
+        self.path = path  # f_mntonname: "/", "/tmp"
+        self.readonly = readonly
+        self.fs = fs
+        self.covered = covered  # the vnode this mount hides (None for the root)
+        self.fsid = fsid
+        self.nosuid = nosuid
+        self.noexec = noexec
+        self.nosymfollow = nosymfollow
+        self.noatime = noatime
+        self.opencount = opencount  # open files on this mount (unmount's EBUSY)
+        self.consumer = consumer
 
     @property
     def root(self) -> Vnode:
@@ -140,14 +150,17 @@ class Mount:
         return tuple(w for w in MNT_FLAG_WORDS if on.get(w))
 
 
-class Vnode(NamedTuple):
+class Vnode(namedtuple("Vnode", "mount ino")):
+    __slots__ = ()
+
     mount: Mount
     ino: int
 
 
-@dataclass(frozen=True)
-class Lookup:
+class Lookup(namedtuple("Lookup", "dvp name vp")):
     """namei's answer: the directory searched last, the last name, and the vnode (None: absent)."""
+
+    __slots__ = ()
 
     dvp: Vnode
     name: str
@@ -155,17 +168,23 @@ class Lookup:
 
 
 # ------------------------------------------------------------------------------ open files
-@dataclass(eq=False)
-class OpenFile:
+class OpenFile(Record):
     """struct file: a vnode, the open mode, the shared offset; dup'd descriptors share one."""
 
-    vnode: Vnode
-    flags: int
-    device: DeviceFile | None = None
-    offset: int = 0
-    refs: int = 1
-    dead: bool = False               # its mount was forcibly unmounted (deadfs)
-    is_dir: bool = False             # fixed at open: a vnode's type never changes
+    __slots__ = ("vnode", "flags", "device", "offset", "refs", "dead", "is_dir")
+
+    __eq__ = object.__eq__      # eq=False: compared by identity
+    __hash__ = object.__hash__
+
+    def __init__(self, vnode: Vnode, flags: int, device: DeviceFile | None = None, offset: int = 0, refs: int = 1,
+                 dead: bool = False, is_dir: bool = False) -> None:
+        self.vnode = vnode
+        self.flags = flags
+        self.device = device
+        self.offset = offset
+        self.refs = refs
+        self.dead = dead  # its mount was forcibly unmounted (deadfs)
+        self.is_dir = is_dir  # fixed at open: a vnode's type never changes
 
     @property
     def readable(self) -> bool:
@@ -177,17 +196,21 @@ class OpenFile:
 
 
 # ------------------------------------------------------------------------------ services
-@dataclass
-class VfsServices:
+class VfsServices(Record):
     """The kernel services file systems need: tmpfs's pages and kmem, the clock."""
 
-    pages: object = None                                  # PhysAllocator
-    kmem: object = None                                   # charge(mtype, n) -> bool / uncharge
-    swap_pages_free: Callable[[], int] = lambda: 0
-    now: Callable[[], float] = lambda: 0.0
-    tmpfs_tunables: TmpfsTunables | None = None
-    printf: Callable[[str], None] = lambda _s: None       # the kernel's console (file systems' complaints)
-    vm: object = None                                     # kernel_sim.vm.pageout.VmSwap: tmpfs's pages, swap
+    __slots__ = ("pages", "kmem", "swap_pages_free", "now", "tmpfs_tunables", "printf", "vm")
+
+    def __init__(self, pages: object = None, kmem: object = None, swap_pages_free: Callable[[], int] = lambda: 0,
+                 now: Callable[[], float] = lambda: 0.0, tmpfs_tunables: TmpfsTunables | None = None,
+                 printf: Callable[[str], None] = lambda _s: None, vm: object = None) -> None:
+        self.pages = pages  # PhysAllocator
+        self.kmem = kmem  # charge(mtype, n) -> bool / uncharge
+        self.swap_pages_free = swap_pages_free
+        self.now = now
+        self.tmpfs_tunables = tmpfs_tunables
+        self.printf = printf  # the kernel's console (file systems' complaints)
+        self.vm = vm  # kernel_sim.vm.pageout.VmSwap: tmpfs's pages, swap
 
 
 FsFactory = Callable[["Vfs", dict[str, str], bool, Stat | None], FileSystem]
@@ -258,7 +281,7 @@ class Vfs:
     # -------------------------------------------------------------- attributes and access
     def getattr(self, vp: Vnode) -> Stat:
         st = vp.mount.fs.getattr(vp.ino)
-        return dataclasses.replace(st, dev=vp.mount.fsid)
+        return st._replace(dev=vp.mount.fsid)
 
     @staticmethod
     def access(st: Stat, cred: Cred, want: int) -> None:

@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from kernel_sim.geom.core import Geom, Mesh, Provider, StorageClass
+from kernel_sim.record import Record
 
 
-@dataclass
-class DiskDriver:
+class DiskDriver(Record):
     """What a driver hands to disk_create(): its name, unit, geometry and strategy routines."""
 
-    name: str                     # "cfid"
-    unit: int
-    mediasize: int
-    sectorsize: int
-    read: Callable[[int, int], bytes]
-    write: Callable[[int, bytes], None] | None = None   # None: a read-only disk
-    fwheads: int = 0
-    fwsectors: int = 0
+    __slots__ = ("name", "unit", "mediasize", "sectorsize", "read", "write", "fwheads", "fwsectors")
+
+    def __init__(self, name: str, unit: int, mediasize: int, sectorsize: int, read: Callable[[int, int], bytes],
+                 write: Callable[[int, bytes], None] | None = None, fwheads: int = 0, fwsectors: int = 0) -> None:
+        self.name = name  # "cfid"
+        self.unit = unit
+        self.mediasize = mediasize
+        self.sectorsize = sectorsize
+        self.read = read
+        self.write = write  # None: a read-only disk
+        self.fwheads = fwheads
+        self.fwsectors = fwsectors
 
 
 class DiskClass(StorageClass):

@@ -7,24 +7,28 @@ sectors), enough for the GEOM graph, tasting and kern.geom.conftxt.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from kernel_sim.geom.core import Geom, Mesh, Provider, StorageClass
+from kernel_sim.record import Record
 
 MD_TYPE_NAMES = {0: "malloc", 1: "preload", 2: "vnode", 3: "swap", 4: "null"}   # sys/sys/mdioctl.h
 
 
-@dataclass
-class MdUnit:
-    unit: int
-    type: int
-    mediasize: int
-    sectorsize: int
-    read: Callable[[int, int], bytes]
-    write: Callable[[int, bytes], None] | None
-    fwheads: int = 0
-    fwsectors: int = 0
-    file: str | None = None
+class MdUnit(Record):
+    __slots__ = ("unit", "type", "mediasize", "sectorsize", "read", "write", "fwheads", "fwsectors", "file")
+
+    def __init__(self, unit: int, type: int, mediasize: int, sectorsize: int, read: Callable[[int, int], bytes],
+                 write: Callable[[int, bytes], None] | None, fwheads: int = 0, fwsectors: int = 0,
+                 file: str | None = None) -> None:
+        self.unit = unit
+        self.type = type
+        self.mediasize = mediasize
+        self.sectorsize = sectorsize
+        self.read = read
+        self.write = write
+        self.fwheads = fwheads
+        self.fwsectors = fwsectors
+        self.file = file
 
 
 class MdClass(StorageClass):

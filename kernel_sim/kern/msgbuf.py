@@ -19,7 +19,7 @@ msgbuf_do_addchar() keeps it (sum of the ring's bytes, modulo 2**32).
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from collections import namedtuple
 from typing import TYPE_CHECKING
 
 from kernel_sim.guest.abi import PAGE_SIZE
@@ -47,9 +47,12 @@ SIZEOF_MSGBUF = _HEADER.size    # 56
 _MASK32 = 0xFFFFFFFF
 
 
-@dataclass(frozen=True)
-class MsgBufHeader:
+class MsgBufHeader(namedtuple("MsgBufHeader",
+                              "msg_ptr msg_magic msg_size msg_wseq msg_rseq msg_cksum msg_seqmod msg_lastpri "
+                              "msg_flags")):
     """The fields of struct msgbuf, as read from guest memory or a dump."""
+
+    __slots__ = ()
 
     msg_ptr: int
     msg_magic: int

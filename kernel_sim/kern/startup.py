@@ -12,8 +12,8 @@ disk to mount (the tuning scenarios) halts when init's processes are started.
 from __future__ import annotations
 
 import os
+from collections import namedtuple
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from board.machine import Machine
 from kernel_sim.guest.abi import KERNBASE, MIB, PAGE_SIZE, PT2MAP, Handoff
@@ -24,6 +24,7 @@ from kernel_sim.kern.sysctl import SysctlTree, publish_boot_figures
 from kernel_sim.kern.tunables import tunable_value
 from kernel_sim.kern.version import OSRELDATE, OSRELEASE, VERSION
 from kernel_sim.loader.layout import BootLayout
+from kernel_sim.record import Record
 from kernel_sim.vm.kmem import KmemResult
 from kernel_sim.vm.kva_layout import KvaLayout
 from kernel_sim.vm.phys import PhysAllocator
@@ -38,8 +39,9 @@ from kernel_sim.vm.vmem import Vmem
 INIT_FORK_FAILURES = 8
 
 
-@dataclass(frozen=True)
-class MemorySummary:
+class MemorySummary(namedtuple("MemorySummary", "real avail kva_in_use kernel_vm_end vm_max_kernel_address")):
+    __slots__ = ()
+
     real: int
     avail: int
     kva_in_use: list[tuple[int, int, str]]
@@ -47,48 +49,66 @@ class MemorySummary:
     vm_max_kernel_address: int
 
 
-@dataclass
-class Startup:
+class Startup(Record):
     """What mi_startup built and how far it got."""
 
-    memory: MemorySummary
-    kmem: KmemResult
-    kva: KvaLayout
-    sysctl: SysctlTree
-    pages: PhysAllocator
-    pmap: KernelPmap
-    procs: ProcTable | None = None
-    malloc: Malloc | None = None
-    outcome: str = "halted"            # "halted", "panic", "userland", "kmem"
-    panic: str | None = None
-    failed_procs: list[int] = field(default_factory=list)
-    geom: object = None                  # the GEOM mesh (kernel_sim.geom.core.Mesh)
-    vfs: object = None                   # kernel_sim.fs.vfs.Vfs
-    root_specs: list[str] = field(default_factory=list)
-    root_candidates: list[str] = field(default_factory=list)   # what would mount as root ("ufs:/dev/md0")
-    root_asked: bool = False             # the mountroot> prompt was offered (console input)
-    wanted_procs: int = 0
-    started_procs: int = 0               # of wanted_procs; the rest failed or were never tried
-    kstack_failure: KstackFailure | None = None
-    kmem_failure: KmemExhausted | None = None
-    stress_bytes: int = 0
-    stress_target: int = 0
-    virtual_seconds: float = 0.0
-    kernel: object = None                # kernel_sim.kern.syscalls.Kernel, once init runs
-    vm: object = None                    # kernel_sim.vm.pageout.VmSwap: swap devices and the pageout daemon
-    msgbuf: object = None                # kernel_sim.kern.msgbuf.MsgBuf: the kernel's messages in guest pages
-    mem_devices: object = None           # kernel_sim.dev.mem.MemDevices: /dev/mem, /dev/kmem
-    clock: object = None                 # its VirtualClock
-    init: object = None                  # kernel_sim.userland.init.InitReport: rc's and the command's status
+    __slots__ = (
+        "memory", "kmem", "kva", "sysctl", "pages", "pmap", "procs", "malloc", "outcome", "panic", "failed_procs",
+        "geom", "vfs", "root_specs", "root_candidates", "root_asked", "wanted_procs", "started_procs",
+        "kstack_failure", "kmem_failure", "stress_bytes", "stress_target", "virtual_seconds", "kernel", "vm",
+        "msgbuf", "mem_devices", "clock", "init", "__dict__",   # __dict__: an open bag, as before
+    )
+
+    def __init__(self, memory: MemorySummary, kmem: KmemResult, kva: KvaLayout, sysctl: SysctlTree,
+                 pages: PhysAllocator, pmap: KernelPmap, procs: ProcTable | None = None,
+                 malloc: Malloc | None = None, outcome: str = "halted", panic: str | None = None,
+                 failed_procs: list[int] | None = None, geom: object = None, vfs: object = None,
+                 root_specs: list[str] | None = None, root_candidates: list[str] | None = None,
+                 root_asked: bool = False, wanted_procs: int = 0, started_procs: int = 0,
+                 kstack_failure: KstackFailure | None = None, kmem_failure: KmemExhausted | None = None,
+                 stress_bytes: int = 0, stress_target: int = 0, virtual_seconds: float = 0.0, kernel: object = None,
+                 vm: object = None, msgbuf: object = None, mem_devices: object = None, clock: object = None,
+                 init: object = None) -> None:
+        self.memory = memory
+        self.kmem = kmem
+        self.kva = kva
+        self.sysctl = sysctl
+        self.pages = pages
+        self.pmap = pmap
+        self.procs = procs
+        self.malloc = malloc
+        self.outcome = outcome  # "halted", "panic", "userland", "kmem"
+        self.panic = panic
+        self.failed_procs = [] if failed_procs is None else failed_procs
+        self.geom = geom  # the GEOM mesh (kernel_sim.geom.core.Mesh)
+        self.vfs = vfs  # kernel_sim.fs.vfs.Vfs
+        self.root_specs = [] if root_specs is None else root_specs
+        # what would mount as root ("ufs:/dev/md0")
+        self.root_candidates = [] if root_candidates is None else root_candidates
+        self.root_asked = root_asked  # the mountroot> prompt was offered (console input)
+        self.wanted_procs = wanted_procs
+        self.started_procs = started_procs  # of wanted_procs; the rest failed or were never tried
+        self.kstack_failure = kstack_failure
+        self.kmem_failure = kmem_failure
+        self.stress_bytes = stress_bytes
+        self.stress_target = stress_target
+        self.virtual_seconds = virtual_seconds
+        self.kernel = kernel  # kernel_sim.kern.syscalls.Kernel, once init runs
+        self.vm = vm  # kernel_sim.vm.pageout.VmSwap: swap devices and the pageout daemon
+        self.msgbuf = msgbuf  # kernel_sim.kern.msgbuf.MsgBuf: the kernel's messages in guest pages
+        self.mem_devices = mem_devices  # kernel_sim.dev.mem.MemDevices: /dev/mem, /dev/kmem
+        self.clock = clock  # its VirtualClock
+        self.init = init  # kernel_sim.userland.init.InitReport: rc's and the command's status
 
 
-@dataclass(frozen=True)
-class Userland:
+class Userland(namedtuple("Userland", "shell command read_line", defaults=(False, None, None))):
     """What the boot asks of init beyond /etc/rc."""
 
-    shell: bool = False                       # a shell on the console after rc
-    command: str | None = None                # one command after rc (`armboard boot -c`)
-    read_line: Callable[[], str] | None = None   # console input ("" at its end)
+    __slots__ = ()
+
+    shell: bool  # a shell on the console after rc
+    command: str | None  # one command after rc (`armboard boot -c`)
+    read_line: Callable[[], str] | None  # console input ("" at its end)
 
 
 def _mb(n: int) -> int:

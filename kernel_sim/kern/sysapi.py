@@ -9,7 +9,7 @@ commands print them as FreeBSD's tools do ("ls: /x: No such file or directory").
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import namedtuple
 from typing import Protocol
 
 from kernel_sim.errnos import strerror as strerror  # the guest's strerror(3), from the one errno table
@@ -41,33 +41,36 @@ class SysError(Exception):
         self.errno = errno
 
 
-@dataclass(frozen=True)
-class Stat:
+class Stat(namedtuple("Stat", "dev ino mode nlink uid gid rdev size blocks blksize atime mtime ctime")):
     """struct stat, the fields the tools print."""
+
+    __slots__ = ()
 
     dev: int
     ino: int
-    mode: int          # S_IF* | permissions
+    mode: int  # S_IF* | permissions
     nlink: int
     uid: int
     gid: int
     rdev: int
     size: int
-    blocks: int        # 512-byte blocks
+    blocks: int  # 512-byte blocks
     blksize: int
     atime: float
     mtime: float
     ctime: float
 
 
-@dataclass(frozen=True)
-class StatFs:
+class StatFs(namedtuple("StatFs",
+                        "fstypename mntfromname mntonname flags bsize iosize blocks bfree bavail files ffree")):
     """struct statfs: what df(1) and mount(8) print."""
 
-    fstypename: str    # "ufs", "tmpfs", "devfs", "cd9660"
-    mntfromname: str   # "/dev/md0", "tmpfs", "devfs"
-    mntonname: str     # "/", "/tmp"
-    flags: tuple[str, ...]   # mount(8)'s words: "read-only", "local", "nosuid", ...
+    __slots__ = ()
+
+    fstypename: str  # "ufs", "tmpfs", "devfs", "cd9660"
+    mntfromname: str  # "/dev/md0", "tmpfs", "devfs"
+    mntonname: str  # "/", "/tmp"
+    flags: tuple[str, ...]  # mount(8)'s words: "read-only", "local", "nosuid", ...
     bsize: int
     iosize: int
     blocks: int

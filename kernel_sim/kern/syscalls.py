@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from kernel_sim.fs.tmpfs import TmpfsError, TmpfsTunables
 from kernel_sim.fs.vfs import Cred, OpenFile, Vfs, Vnode
@@ -38,6 +37,7 @@ from kernel_sim.kern.sysapi import (
     SysError,
 )
 from kernel_sim.kern.sysctl import SysctlError, SysctlTree
+from kernel_sim.record import Record
 
 NOFILE = 64              # the descriptor limit of a process here (RLIMIT_NOFILE); EMFILE beyond it
 KENV_MNAMELEN = 128      # sys/sys/kenv.h
@@ -58,19 +58,24 @@ class VirtualClock:
         self.seconds += seconds
 
 
-@dataclass
-class Kernel:
+class Kernel(Record):
     """The kernel services every process's system calls share."""
 
-    vfs: Vfs
-    sysctl: SysctlTree
-    kenv: dict[str, str]
-    mesh: Mesh
-    procs: ProcTable | None = None
-    clock: VirtualClock = field(default_factory=VirtualClock)
-    printf: Callable[[str], None] = lambda _s: None
-    reboot: Callable[[int], None] = lambda _howto: None
-    securelevel: int = -1
+    __slots__ = ("vfs", "sysctl", "kenv", "mesh", "procs", "clock", "printf", "reboot", "securelevel")
+
+    def __init__(self, vfs: Vfs, sysctl: SysctlTree, kenv: dict[str, str], mesh: Mesh,
+                 procs: ProcTable | None = None, clock: VirtualClock | None = None,
+                 printf: Callable[[str], None] = lambda _s: None,
+                 reboot: Callable[[int], None] = lambda _howto: None, securelevel: int = -1) -> None:
+        self.vfs = vfs
+        self.sysctl = sysctl
+        self.kenv = kenv
+        self.mesh = mesh
+        self.procs = procs
+        self.clock = VirtualClock() if clock is None else clock
+        self.printf = printf
+        self.reboot = reboot
+        self.securelevel = securelevel
 
 
 # ------------------------------------------------------------------------------ writable sysctls

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from kernel_sim.errnos import NUMBER as ERRNO
 from kernel_sim.errors import InputError
 from kernel_sim.loader.sizes import parse_int
+from kernel_sim.record import Record
 
 if TYPE_CHECKING:
     from kernel_sim.vm.kmem import KmemResult
@@ -54,19 +54,23 @@ class SysctlError(Exception):
         self.message = message
 
 
-@dataclass
-class Oid:
+class Oid(Record):
     """One OID: a node with children, or a leaf with a value or a handler."""
 
-    name: str
-    kind: Kind
-    number: int
-    description: str = ""
-    readonly: bool = True
-    tunable: bool = False        # CTLFLAG_TUN: settable from the loader environment
-    value: Value | None = None
-    handler: Callable[[], Value] | None = None
-    children: dict[str, Oid] = field(default_factory=dict)
+    __slots__ = ("name", "kind", "number", "description", "readonly", "tunable", "value", "handler", "children")
+
+    def __init__(self, name: str, kind: Kind, number: int, description: str = "", readonly: bool = True,
+                 tunable: bool = False, value: Value | None = None, handler: Callable[[], Value] | None = None,
+                 children: dict[str, Oid] | None = None) -> None:
+        self.name = name
+        self.kind = kind
+        self.number = number
+        self.description = description
+        self.readonly = readonly
+        self.tunable = tunable  # CTLFLAG_TUN: settable from the loader environment
+        self.value = value
+        self.handler = handler
+        self.children = {} if children is None else children
 
     @property
     def leaf(self) -> str:

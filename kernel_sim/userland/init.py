@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from kernel_sim.kern.sysapi import Sys, SysError, strerror
+from kernel_sim.record import Record
 from kernel_sim.userland.sh import Shell, read_file
 
 RC = "/etc/rc"
@@ -27,13 +27,15 @@ SHELL = "/bin/sh"
 _PATH_CONSOLE = "/dev/console"
 
 
-@dataclass
-class InitReport:
+class InitReport(Record):
     """What the kernel wants to know after init: each stage's exit status (None: it did not run)."""
 
-    rc: int | None = None
-    rc_line: int | None = None            # where rc stopped, when it failed
-    command: int | None = None
+    __slots__ = ("rc", "rc_line", "command")
+
+    def __init__(self, rc: int | None = None, rc_line: int | None = None, command: int | None = None) -> None:
+        self.rc = rc
+        self.rc_line = rc_line  # where rc stopped, when it failed
+        self.command = command
 
 
 def init_main(sys: Sys, *, single_user: bool = False, command: str | None = None,

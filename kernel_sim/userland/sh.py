@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 
 from kernel_sim.kern.sysapi import (
     EBADF,
@@ -35,6 +34,7 @@ from kernel_sim.kern.sysapi import (
     SysError,
     strerror,
 )
+from kernel_sim.record import Record
 from kernel_sim.userland import builtins, commands
 from kernel_sim.userland.commands._util import UMASK
 from kernel_sim.userland.procsys import PipeBuffer, PipeEnd, ProcSys, with_pipes
@@ -66,13 +66,15 @@ REGULAR_BUILTINS = frozenset({"cd", "pwd", "echo", "test", "[", "true", "false",
 BIN_DIRS = ("/bin", "/sbin", "/usr/bin", "/usr/sbin")   # where the registry's commands "live"
 
 
-@dataclass
-class Stop:
+class Stop(Record):
     """Why a script stopped early: the line and what happened there (init reports it)."""
 
-    line: int
-    what: str
-    status: int
+    __slots__ = ("line", "what", "status")
+
+    def __init__(self, line: int, what: str, status: int) -> None:
+        self.line = line
+        self.what = what
+        self.status = status
 
 
 class Shell:

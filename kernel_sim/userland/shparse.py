@@ -13,7 +13,8 @@ so that expansion can tell quoted from unquoted text, as field splitting and glo
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+
+from kernel_sim.record import Record
 
 KEYWORDS = frozenset({"if", "then", "else", "elif", "fi", "for", "in", "do", "done", "while", "until",
                       "case", "esac", "{", "}", "!"})
@@ -37,40 +38,50 @@ class ShSyntaxError(Exception):
 
 
 # ----------------------------------------------------------------------------- word parts
-@dataclass
-class Lit:
-    text: str
-    quoted: bool
+class Lit(Record):
+    __slots__ = ("text", "quoted")
+
+    def __init__(self, text: str, quoted: bool) -> None:
+        self.text = text
+        self.quoted = quoted
 
 
-@dataclass
-class Param:
-    name: str
-    op: str | None = None        # ":-", "-", ":=", "=", ":+", "+", ":?", "?", "#", "##", "%", "%%", "len"
-    arg: Word | None = None
-    quoted: bool = False
+class Param(Record):
+    __slots__ = ("name", "op", "arg", "quoted")
+
+    def __init__(self, name: str, op: str | None = None, arg: Word | None = None, quoted: bool = False) -> None:
+        self.name = name
+        self.op = op  # ":-", "-", ":=", "=", ":+", "+", ":?", "?", "#", "##", "%", "%%", "len"
+        self.arg = arg
+        self.quoted = quoted
 
 
-@dataclass
-class CmdSub:
-    text: str
-    line: int
-    quoted: bool = False
+class CmdSub(Record):
+    __slots__ = ("text", "line", "quoted")
+
+    def __init__(self, text: str, line: int, quoted: bool = False) -> None:
+        self.text = text
+        self.line = line
+        self.quoted = quoted
 
 
-@dataclass
-class Arith:
-    expr: Word
-    quoted: bool = False
+class Arith(Record):
+    __slots__ = ("expr", "quoted")
+
+    def __init__(self, expr: Word, quoted: bool = False) -> None:
+        self.expr = expr
+        self.quoted = quoted
 
 
 Part = Lit | Param | CmdSub | Arith
 
 
-@dataclass
-class Word:
-    parts: list[Part]
-    line: int = 0
+class Word(Record):
+    __slots__ = ("parts", "line")
+
+    def __init__(self, parts: list[Part], line: int = 0) -> None:
+        self.parts = parts
+        self.line = line
 
     def plain(self) -> str | None:
         """The word's text when it is one unquoted literal (how keywords and names are recognised)."""
@@ -94,99 +105,128 @@ class Word:
 
 
 # ----------------------------------------------------------------------------- tree
-@dataclass
-class Redir:
-    fd: int
-    op: str
-    target: Word
-    heredoc: str | None = None   # the body of << (expanded unless the delimiter was quoted)
-    heredoc_quoted: bool = False
+class Redir(Record):
+    __slots__ = ("fd", "op", "target", "heredoc", "heredoc_quoted")
+
+    def __init__(self, fd: int, op: str, target: Word, heredoc: str | None = None,
+                 heredoc_quoted: bool = False) -> None:
+        self.fd = fd
+        self.op = op
+        self.target = target
+        self.heredoc = heredoc  # the body of << (expanded unless the delimiter was quoted)
+        self.heredoc_quoted = heredoc_quoted
 
 
-@dataclass
-class Simple:
-    assigns: list[tuple[str, Word]]
-    words: list[Word]
-    redirs: list[Redir]
-    line: int
+class Simple(Record):
+    __slots__ = ("assigns", "words", "redirs", "line")
+
+    def __init__(self, assigns: list[tuple[str, Word]], words: list[Word], redirs: list[Redir], line: int) -> None:
+        self.assigns = assigns
+        self.words = words
+        self.redirs = redirs
+        self.line = line
 
 
-@dataclass
-class Pipeline:
-    cmds: list[Node]
-    negate: bool
-    line: int
+class Pipeline(Record):
+    __slots__ = ("cmds", "negate", "line")
+
+    def __init__(self, cmds: list[Node], negate: bool, line: int) -> None:
+        self.cmds = cmds
+        self.negate = negate
+        self.line = line
 
 
-@dataclass
-class AndOr:
-    first: Pipeline
-    rest: list[tuple[str, Pipeline]]
+class AndOr(Record):
+    __slots__ = ("first", "rest")
+
+    def __init__(self, first: Pipeline, rest: list[tuple[str, Pipeline]]) -> None:
+        self.first = first
+        self.rest = rest
 
 
-@dataclass
-class CmdList:
-    items: list[AndOr]
+class CmdList(Record):
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[AndOr]) -> None:
+        self.items = items
 
 
-@dataclass
-class If:
-    branches: list[tuple[CmdList, CmdList]]
-    orelse: CmdList | None
-    redirs: list[Redir] = field(default_factory=list)
-    line: int = 0
+class If(Record):
+    __slots__ = ("branches", "orelse", "redirs", "line")
+
+    def __init__(self, branches: list[tuple[CmdList, CmdList]], orelse: CmdList | None,
+                 redirs: list[Redir] | None = None, line: int = 0) -> None:
+        self.branches = branches
+        self.orelse = orelse
+        self.redirs = [] if redirs is None else redirs
+        self.line = line
 
 
-@dataclass
-class For:
-    var: str
-    words: list[Word] | None       # None: "$@"
-    body: CmdList
-    redirs: list[Redir] = field(default_factory=list)
-    line: int = 0
+class For(Record):
+    __slots__ = ("var", "words", "body", "redirs", "line")
+
+    def __init__(self, var: str, words: list[Word] | None, body: CmdList, redirs: list[Redir] | None = None,
+                 line: int = 0) -> None:
+        self.var = var
+        self.words = words  # None: "$@"
+        self.body = body
+        self.redirs = [] if redirs is None else redirs
+        self.line = line
 
 
-@dataclass
-class While:
-    cond: CmdList
-    body: CmdList
-    until: bool
-    redirs: list[Redir] = field(default_factory=list)
-    line: int = 0
+class While(Record):
+    __slots__ = ("cond", "body", "until", "redirs", "line")
+
+    def __init__(self, cond: CmdList, body: CmdList, until: bool, redirs: list[Redir] | None = None,
+                 line: int = 0) -> None:
+        self.cond = cond
+        self.body = body
+        self.until = until
+        self.redirs = [] if redirs is None else redirs
+        self.line = line
 
 
-@dataclass
-class Case:
-    word: Word
-    arms: list[tuple[list[Word], CmdList | None]]
-    redirs: list[Redir] = field(default_factory=list)
-    line: int = 0
+class Case(Record):
+    __slots__ = ("word", "arms", "redirs", "line")
+
+    def __init__(self, word: Word, arms: list[tuple[list[Word], CmdList | None]], redirs: list[Redir] | None = None,
+                 line: int = 0) -> None:
+        self.word = word
+        self.arms = arms
+        self.redirs = [] if redirs is None else redirs
+        self.line = line
 
 
-@dataclass
-class Group:
-    body: CmdList
-    subshell: bool
-    redirs: list[Redir] = field(default_factory=list)
-    line: int = 0
+class Group(Record):
+    __slots__ = ("body", "subshell", "redirs", "line")
+
+    def __init__(self, body: CmdList, subshell: bool, redirs: list[Redir] | None = None, line: int = 0) -> None:
+        self.body = body
+        self.subshell = subshell
+        self.redirs = [] if redirs is None else redirs
+        self.line = line
 
 
-@dataclass
-class FuncDef:
-    name: str
-    body: Node
-    line: int = 0
+class FuncDef(Record):
+    __slots__ = ("name", "body", "line")
+
+    def __init__(self, name: str, body: Node, line: int = 0) -> None:
+        self.name = name
+        self.body = body
+        self.line = line
 
 
 Node = Simple | If | For | While | Case | Group | FuncDef
 
 
-@dataclass
-class Token:
-    kind: str          # "word", "op", "ionum", "newline", "eof"
-    value: str
-    line: int
-    word: Word | None = None
+class Token(Record):
+    __slots__ = ("kind", "value", "line", "word")
+
+    def __init__(self, kind: str, value: str, line: int, word: Word | None = None) -> None:
+        self.kind = kind  # "word", "op", "ionum", "newline", "eof"
+        self.value = value
+        self.line = line
+        self.word = word
 
     def keyword(self) -> str | None:
         if self.kind == "word" and self.word is not None:

@@ -24,9 +24,8 @@ thing for a booted kernel.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, namedtuple
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kernel_sim.vm.swap_pager import (
@@ -50,9 +49,12 @@ INTERRUPT_FREE_MIN = 2         # sys/vm/vm_pageout.c vm_pageout_init_domain: vmd
 MAX_CHUNK = 256                # pages an operation takes at once (1 MiB): batches allocation and I/O
 
 
-@dataclass(frozen=True)
-class PageoutThresholds:
+class PageoutThresholds(namedtuple("PageoutThresholds",
+                                   "v_page_count v_free_min v_free_target v_free_reserved v_free_severe "
+                                   "v_pageout_free_min pageout_wakeup_thresh")):
     """The free-page thresholds (vm.stats.vm.v_free_*) for a page count."""
+
+    __slots__ = ()
 
     v_page_count: int
     v_free_min: int
