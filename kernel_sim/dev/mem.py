@@ -54,6 +54,7 @@ from kernel_sim.kern.sysapi import (
     SysError,
 )
 from kernel_sim.kern.version import VERSION
+from kernel_sim.vm.phys import dump_avail_of
 
 if TYPE_CHECKING:
     from board.machine import Machine
@@ -312,7 +313,6 @@ class MemDevices:
     def __init__(self, machine: Machine, startup=None, msgbuf: MsgBuf | None = None,
                  sysctl: SysctlTree | None = None, printf: Callable[[str], None] | None = None,
                  securelevel: Callable[[], int] | None = None, now: Callable[[], float] | None = None) -> None:
-        from kernel_sim.kern.minidump import dump_avail_of
         from kernel_sim.kern.sysctl import SysctlTree
 
         self.machine = machine

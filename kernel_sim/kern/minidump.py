@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from kernel_sim.guest.abi import KERNBASE, PAGE_SIZE
 from kernel_sim.kern.sysapi import E2BIG, EINVAL, ENOSPC, SysError
+from kernel_sim.vm.phys import dump_avail_of
 
 if TYPE_CHECKING:
     from board.memory import PhysicalMemory
@@ -203,19 +204,6 @@ class KernelDumpHeader:
 
 
 # ---------------------------------------------------------------------------------------------- the walk
-def dump_avail_of(phys: PhysicalMemory) -> list[tuple[int, int]]:
-    """dump_avail: the RAM on the bus as merged [start, end) ranges, in address order."""
-    out: list[tuple[int, int]] = []
-    for r in sorted(phys.regions, key=lambda r: r.base):
-        if r.kind not in ("ram", "file"):
-            continue
-        if out and out[-1][1] == r.base:
-            out[-1] = (out[-1][0], r.end)
-        else:
-            out.append((r.base, r.end))
-    return out
-
-
 def dump_pages(avail: list[tuple[int, int]]) -> int:
     """vm_page_dump_pages (sys/vm/vm_page.c): pages the dump_avail ranges span."""
     return sum(_roundup(end, PAGE_SIZE) // PAGE_SIZE - start // PAGE_SIZE for start, end in avail)

@@ -220,6 +220,20 @@ class PhysAllocator:
                 f"free_count={self._free})")
 
 
+def dump_avail_of(phys: PhysicalMemory) -> list[tuple[int, int]]:
+    """dump_avail: the RAM on the bus as merged [start, end) ranges, in address order (what arm's
+    physmem code reports for a board without NODUMP exclusions; /dev/mem and minidumps use it)."""
+    out: list[tuple[int, int]] = []
+    for r in sorted(phys.regions, key=lambda r: r.base):
+        if r.kind not in ("ram", "file"):
+            continue
+        if out and out[-1][1] == r.base:
+            out[-1] = (out[-1][0], r.end)
+        else:
+            out.append((r.base, r.end))
+    return out
+
+
 def _fdt_size(phys: PhysicalMemory, pa: int) -> int:
     """A DTB's totalsize from its header (big-endian), or one page when no FDT is there."""
     try:
