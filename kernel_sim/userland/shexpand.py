@@ -281,8 +281,9 @@ def pattern_regex(chunks: list[Chunk]) -> str:
 
 
 # ----------------------------------------------------------------------------- $(( ))
-_ARITH_TOKEN = re.compile(r"\s*(?:(0[xX][0-9a-fA-F]+|[0-9]+)|([A-Za-z_][A-Za-z0-9_]*)|"
-                          r"(<<|>>|<=|>=|==|!=|&&|\|\||[-+*/%<>&^|!~?:()]))")
+# Compiled on the first $(( )) (re keeps it in its cache), not when the shell loads on every boot.
+_ARITH_TOKEN = (r"\s*(?:(0[xX][0-9a-fA-F]+|[0-9]+)|([A-Za-z_][A-Za-z0-9_]*)|"
+                r"(<<|>>|<=|>=|==|!=|&&|\|\||[-+*/%<>&^|!~?:()]))")
 _BINARY = [("||",), ("&&",), ("|",), ("^",), ("&",), ("==", "!="), ("<", "<=", ">", ">="), ("<<", ">>"),
            ("+", "-"), ("*", "/", "%")]
 
@@ -293,7 +294,7 @@ def arith(expr: str, getvar: Callable[[str], str | None]) -> int:
     pos = 0
     text = expr.strip()
     while pos < len(text):
-        m = _ARITH_TOKEN.match(text, pos)
+        m = re.compile(_ARITH_TOKEN).match(text, pos)
         if not m or m.end() == pos:
             raise ExpandError(f'arithmetic expression: syntax error: "{expr}"')
         toks.append(m.group(1) or m.group(2) or m.group(3))
