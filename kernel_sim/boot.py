@@ -498,7 +498,7 @@ def finish(result: BootResult, prep: PreparedBoot | None = None) -> BootResult:
 
 
 def _boot(prep: PreparedBoot, machine: Machine, point: StopPoint | None, pause: StopPoint | None = None,
-          resume: bool = False, pause_ids: list[int] = ()) -> BootResult:
+          resume: bool = False, pause_ids: tuple[int, ...] | list[int] = ()) -> BootResult:
     from board.ucapi import UC_ARM_REG_R0
     from kernel_sim.kern.hypercalls import GateEvent, handle_hypercall
 

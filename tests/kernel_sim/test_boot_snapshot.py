@@ -231,3 +231,26 @@ def test_a_stop_point_the_snapshot_is_past_is_an_input_error(tmp_path):
     _, _, report = save_and_restore(tmp_path, "handover")
     stopped = boot_snapshot.restore(report.path, request(stop_at="handover"))
     assert stopped.exit_code == 0 and stopped.status == "stopped"
+
+
+class RecordingDebugger(boot_mod.Debugger):
+    """A debugger that sees every guest stop it is given and continues from each."""
+
+    def __init__(self) -> None:
+        self.stops: list[str] = []
+
+    def stopped(self, stop):
+        self.stops.append(stop.kind)
+        return boot_mod.Resume()
+
+
+def test_a_save_point_in_guest_code_is_the_boots_not_the_debuggers(tmp_path):
+    """--save-at initarm with --gdb attached: the pause saves and goes on without the debugger being
+    asked (it set no breakpoint there), and the boot ends as an uninterrupted one does."""
+    debugger = RecordingDebugger()
+    prepared = boot_mod.prepare(request(debugger=debugger))
+    path = tmp_path / "initarm.snap"
+    result = boot_snapshot.boot_saving(prepared, "initarm", path)
+    assert result.exit_code == 0 and result.status == "halted", result.message
+    assert path.exists() and debugger.stops == []
+    assert result.console == uninterrupted().console
